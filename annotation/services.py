@@ -1,0 +1,238 @@
+"""Writes. Every change to the annotation domain goes through a function here
+(STYLE.md §2): the htmx pages, the REST API, the management commands and the
+Celery tasks all call the same services.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.text import slugify
+
+from annotation.authentication import hash_key, new_key
+from annotation.models import ApiToken, Comparison, PairingStrategy, Project, Prompt, Round, RoundStatus, Sample
+from annotation.roles import ROLE_PERMISSIONS, Role
+from models_service.models import Backend, ModelVersion
+
+User = get_user_model()
+
+VALID_ROLES = {"system", "user", "assistant"}
+
+
+# --- Content normalisation and hashing -------------------------------------------------
+
+
+def messages_normalize(value: str | Sequence[Any]) -> list[dict[str, str]]:
+    """Turn a prompt given as a string or a message list into the canonical message list.
+
+    Raises ValueError with a message fit for a user when the shape is wrong.
+    """
+    if isinstance(value, str):
+        text = value.replace("\r\n", "\n").strip()
+        if not text:
+            raise ValueError("the prompt is empty")
+        return [{"role": "user", "content": text}]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("a prompt must be a non-empty string or a non-empty list of {role, content} messages")
+    messages: list[dict[str, str]] = []
+    for index, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise ValueError(f"message {index} is not an object with 'role' and 'content'")
+        role, content = message.get("role"), message.get("content")
+        if role not in VALID_ROLES:
+            raise ValueError(f"message {index} has role {role!r}; expected one of system, user, assistant")
+        if not isinstance(content, str) or not content.strip():
+            raise ValueError(f"message {index} has no text in 'content'")
+        extra = set(message) - {"role", "content"}
+        if extra:
+            raise ValueError(f"message {index} has unknown keys: {', '.join(sorted(extra))}")
+        messages.append({"role": role, "content": content.replace("\r\n", "\n").strip()})
+    if messages[-1]["role"] != "user":
+        raise ValueError("the conversation must end with a user message (the turn the models answer)")
+    if not any(m["role"] == "user" for m in messages):
+        raise ValueError("the conversation has no user message")
+    return messages
+
+
+def messages_hash(messages: list[dict[str, str]]) -> str:
+    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def messages_turns(messages: list[dict[str, str]]) -> int:
+    return sum(1 for m in messages if m["role"] == "user")
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- Roles and users -------------------------------------------------------------------
+
+
+def roles_sync(*, using: str = "default") -> None:
+    """Create the role groups and give them their permissions (idempotent)."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using)
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role.value)
+        wanted = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            wanted.append(
+                Permission.objects.using(using).get(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(wanted)
+
+
+def user_create(*, username: str, password: str | None, roles: Iterable[Role] = (), email: str = "", **extra: Any):
+    user = User(username=username, email=email, **extra)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    if roles:
+        user.groups.set(Group.objects.filter(name__in=[r.value for r in roles]))
+    return user
+
+
+def external_annotator_get_or_create(*, name: str) -> AbstractBaseUser:
+    """An annotator from another tool or vendor, named in imported labels. Cannot log in."""
+    username = "ext." + slugify(name)[:140] if slugify(name) else "ext." + text_hash(name)[:16]
+    user, created = User.objects.get_or_create(
+        username=username, defaults={"first_name": name[:150], "is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    """Create a token and return it with its key; the key is not stored and cannot be shown again."""
+    key = new_key()
+    token = ApiToken.objects.create(user=user, name=name.strip() or "token", prefix=key[:10], key_hash=hash_key(key))
+    return token, key
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- Projects, versions, rounds --------------------------------------------------------
+
+
+@transaction.atomic
+def project_create(*, name: str, created_by=None, slug: str = "", **options: Any) -> Project:
+    project = Project(name=name.strip(), slug=slug or slugify(name)[:100], created_by=created_by, **options)
+    project.full_clean()
+    project.save()
+    return project
+
+
+def model_version_get_or_create(*, name: str, backend: str = Backend.IMPORTED, **fields: Any) -> ModelVersion:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A model version needs a name."})
+    version, _ = ModelVersion.objects.get_or_create(name=name, defaults={"backend": backend, **fields})
+    return version
+
+
+@transaction.atomic
+def round_create(
+    *,
+    project: Project,
+    baseline: ModelVersion,
+    candidate: ModelVersion,
+    pairing: str = PairingStrategy.OLD_VS_NEW,
+    name: str = "",
+    status: str = RoundStatus.DRAFT,
+) -> Round:
+    if pairing == PairingStrategy.OLD_VS_NEW and baseline.pk == candidate.pk:
+        raise ValidationError("An old-vs-new round needs two different model versions.")
+    # Lock the project row so two concurrent creations cannot take the same number.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    number = (project.rounds.aggregate(m=Max("number"))["m"] or 0) + 1
+    round_ = Round(
+        project=project,
+        number=number,
+        name=name or f"Round {number}: {baseline.name} vs {candidate.name}",
+        baseline=baseline,
+        candidate=candidate,
+        pairing=pairing,
+        status=status,
+        opened_at=timezone.now() if status == RoundStatus.OPEN else None,
+    )
+    round_.full_clean()
+    round_.save()
+    return round_
+
+
+@transaction.atomic
+def round_open(*, round_: Round) -> Round:
+    if round_.status == RoundStatus.CLOSED:
+        raise ValidationError("A closed round cannot be reopened; start a new round.")
+    Round.objects.filter(pk=round_.pk).update(status=RoundStatus.OPEN, opened_at=round_.opened_at or timezone.now())
+    round_.refresh_from_db()
+    return round_
+
+
+@transaction.atomic
+def round_close(*, round_: Round) -> Round:
+    Round.objects.filter(pk=round_.pk).update(status=RoundStatus.CLOSED, closed_at=timezone.now())
+    round_.refresh_from_db()
+    return round_
+
+
+@transaction.atomic
+def round_build_comparisons(*, round_: Round, seed_a: int | None = None, seed_b: int | None = None) -> int:
+    """Pair the baseline's and the candidate's answers for every prompt that has both.
+
+    A = baseline, B = candidate (sides are randomised per assignment, not here). Prompts
+    that already have a comparison in the round are left alone, so this is idempotent.
+    Returns the number of comparisons created.
+    """
+    project = round_.project
+    already = set(Comparison.objects.filter(round=round_).values_list("prompt_id", flat=True))
+
+    def first_by_prompt(version_id: int, seed: int | None) -> dict[int, int]:
+        qs = Sample.objects.filter(prompt__project=project, model_version_id=version_id, identity_flagged=False)
+        qs = qs | Sample.objects.filter(
+            prompt__project=project, model_version_id=version_id, identity_flagged=True, identity_released=True
+        )
+        if seed is not None:
+            qs = qs.filter(seed=seed)
+        chosen: dict[int, int] = {}
+        for sample_id, prompt_id in qs.order_by("id").values_list("id", "prompt_id"):
+            chosen.setdefault(prompt_id, sample_id)
+        return chosen
+
+    a_by_prompt = first_by_prompt(round_.baseline_id, seed_a)
+    b_by_prompt = first_by_prompt(round_.candidate_id, seed_b)
+    new = [
+        Comparison(
+            round=round_,
+            prompt_id=prompt_id,
+            sample_a_id=a_by_prompt[prompt_id],
+            sample_b_id=b_by_prompt[prompt_id],
+            required_judgments=project.overlap,
+        )
+        for prompt_id in sorted(a_by_prompt.keys() & b_by_prompt.keys())
+        if prompt_id not in already and a_by_prompt[prompt_id] != b_by_prompt[prompt_id]
+    ]
+    Comparison.objects.bulk_create(new, batch_size=1000)
+    return len(new)

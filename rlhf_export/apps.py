@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RlhfExportConfig(AppConfig):
+    name = "rlhf_export"
+    verbose_name = "RLHF exports"

@@ -1,0 +1,1 @@
+# ExportJob and its artifacts arrive with the export issue (see ARCHITECTURE.md §Domain).

@@ -1,0 +1,79 @@
+"""Named users and a project every test can build on (STYLE.md §8):
+alice and bob annotate, lee leads, maya is the ML engineer."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from annotation.models import RoundStatus
+from annotation.roles import Role
+from annotation.services import (
+    api_token_create,
+    model_version_get_or_create,
+    project_create,
+    round_create,
+    user_create,
+)
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(
+                pytest.mark.skipif(
+                    "postgres" not in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+                    reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)",
+                )
+            )
+
+
+@pytest.fixture
+def alice(db):
+    return user_create(username="alice", password=PASSWORD, roles=[Role.ANNOTATOR])
+
+
+@pytest.fixture
+def bob(db):
+    return user_create(username="bob", password=PASSWORD, roles=[Role.ANNOTATOR])
+
+
+@pytest.fixture
+def lee(db):
+    return user_create(username="lee", password=PASSWORD, roles=[Role.LEAD])
+
+
+@pytest.fixture
+def maya(db):
+    return user_create(username="maya", password=PASSWORD, roles=[Role.ML_ENGINEER])
+
+
+@pytest.fixture
+def project(db, lee):
+    return project_create(name="Helpfulness v1", created_by=lee, overlap=1, guidelines="Pick the **better** answer.")
+
+
+@pytest.fixture
+def versions(db):
+    return model_version_get_or_create(name="chat-v1"), model_version_get_or_create(name="chat-v2")
+
+
+@pytest.fixture
+def round_(project, versions):
+    baseline, candidate = versions
+    return round_create(project=project, baseline=baseline, candidate=candidate, status=RoundStatus.OPEN)
+
+
+def token_client(user) -> APIClient:
+    _, key = api_token_create(user=user, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
