@@ -567,10 +567,10 @@ class _Importer:
         self._versions: dict[str, int] = {}
         self._annotators: dict[str, int] = {}
         terms = [t for t in (self.project.identity_terms or []) if t.strip()]
+        # Case-sensitive whole words: names are written as names ("Llama", "ChatGPT");
+        # ignoring case would hold back ordinary words such as Spanish "llama" (calls).
         self._identity = (
-            re.compile(r"\b(" + "|".join(re.escape(t.strip()) for t in terms) + r")\b", re.IGNORECASE)
-            if terms
-            else None
+            re.compile(r"\b(" + "|".join(re.escape(t.strip()) for t in terms) + r")\b") if terms else None
         )
         self.round = options.round
         self.now = timezone.now()
@@ -949,6 +949,7 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
     row_model = _ROW_MODELS[options.kind]
     known = _known_fields(options.kind, options)
     batch_size = options.batch_size or settings.IMPORT_BATCH_SIZE
+    max_errors = options.max_errors or settings.IMPORT_MAX_ERRORS
     try:
         with transaction.atomic():
             constraints_immediate()
@@ -978,14 +979,15 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
                 if unknown:
                     report.ignored_fields.update(unknown)
                 report.valid += 1
-                # Once a line is bad and bad lines are not skipped, nothing will be
-                # committed: keep validating (to report every error) but stop writing.
-                if options.skip_invalid or report.error_count == 0:
+                # Lines are written even after an error (and rolled back at the end) so
+                # that references to unknown prompts or taken seeds are reported too;
+                # past the error limit only the structure is still checked.
+                if report.error_count < max_errors:
                     batch.append(_Valid(line, row, labels))
                     if len(batch) >= batch_size:
                         importer.write(batch)
                         batch = []
-            if batch and (options.skip_invalid or report.error_count == 0):
+            if batch and report.error_count < max_errors:
                 importer.write(batch)
             if options.kind == ImportKind.SAMPLES and options.round is not None and report.error_count == 0:
                 report.add("created", "comparisons", round_build_comparisons(round_=options.round))

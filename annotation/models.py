@@ -39,7 +39,7 @@ class Project(models.Model):
     lease_seconds = models.PositiveIntegerField(default=900)
     gold_rate = models.FloatField(default=0.0, help_text="Share of gold items mixed into an annotator's queue.")
     identity_terms = models.JSONField(
-        default=list, blank=True, help_text="Names of models/vendors whose mention keeps a sample out of annotation."
+        default=list, blank=True, help_text="Model/vendor names (matched as whole words, case-sensitive) whose mention keeps a sample out of annotation."
     )
     is_active = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

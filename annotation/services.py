@@ -112,7 +112,8 @@ def user_create(*, username: str, password: str | None, roles: Iterable[Role] = 
 
 def external_annotator_get_or_create(*, name: str) -> AbstractBaseUser:
     """An annotator from another tool or vendor, named in imported labels. Cannot log in."""
-    username = "ext." + slugify(name)[:140] if slugify(name) else "ext." + text_hash(name)[:16]
+    slug = slugify(name.replace(":", "-"))[:140]
+    username = "ext." + (slug or text_hash(name)[:16])
     user, created = User.objects.get_or_create(
         username=username, defaults={"first_name": name[:150], "is_active": False}
     )
@@ -236,3 +237,87 @@ def round_build_comparisons(*, round_: Round, seed_a: int | None = None, seed_b:
     ]
     Comparison.objects.bulk_create(new, batch_size=1000)
     return len(new)
+
+
+# --- API support -----------------------------------------------------------------------
+
+MODEL_VERSION_EDITABLE_FIELDS = frozenset({"name", "parent", "backend", "config", "default_sampling", "description"})
+PROJECT_EDITABLE_FIELDS = frozenset(
+    {
+        "name", "description", "guidelines", "overlap", "allow_tie", "allow_both_bad", "allow_cant_judge",
+        "require_safety", "edit_policy", "lease_seconds", "gold_rate", "identity_terms", "is_active",
+    }
+)
+
+
+def _check_editable(fields: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(fields) - allowed
+    if unknown:
+        # A caller's bug, not a user's mistake: the API's serializers only pass known fields.
+        raise TypeError(f"cannot change {', '.join(sorted(unknown))}")
+
+
+def _model_version_check_parent(version: ModelVersion, parent: ModelVersion | None) -> None:
+    """A version cannot descend from itself, directly or through its ancestors."""
+    seen: set[int] = set()
+    node = parent
+    while node is not None and version.pk is not None:
+        if node.pk == version.pk:
+            raise ValidationError({"parent": "A model version cannot descend from itself."})
+        if node.pk in seen:  # a cycle that is already stored; do not loop forever
+            break
+        seen.add(node.pk)
+        node = node.parent
+
+
+@transaction.atomic
+def model_version_create(
+    *,
+    name: str,
+    backend: str = Backend.IMPORTED,
+    parent: ModelVersion | None = None,
+    config: dict[str, Any] | None = None,
+    default_sampling: dict[str, Any] | None = None,
+    description: str = "",
+) -> ModelVersion:
+    """Register a checkpoint; unlike ``model_version_get_or_create`` a taken name is an error."""
+    version = ModelVersion(
+        name=name.strip(),
+        backend=backend,
+        parent=parent,
+        config=config or {},
+        default_sampling=default_sampling or {},
+        description=description,
+    )
+    version.full_clean()
+    version.save()
+    return version
+
+
+@transaction.atomic
+def model_version_update(*, version: ModelVersion, **fields: Any) -> ModelVersion:
+    _check_editable(fields, MODEL_VERSION_EDITABLE_FIELDS)
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
+    if "parent" in fields:
+        _model_version_check_parent(version, fields["parent"])
+    for name, value in fields.items():
+        setattr(version, name, value)
+    version.full_clean()
+    if fields:
+        version.save(update_fields=list(fields))
+    return version
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields: Any) -> Project:
+    """Change a project's settings. The slug is its address and stays as it is."""
+    _check_editable(fields, PROJECT_EDITABLE_FIELDS)
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
+    for name, value in fields.items():
+        setattr(project, name, value)
+    project.full_clean()
+    if fields:
+        project.save(update_fields=list(fields))
+    return project

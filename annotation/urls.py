@@ -1,1 +1,22 @@
-urlpatterns: list = []
+"""Pages (templates + htmx), the login pages and the health check; the API lives under /api/v1/."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from annotation import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    # Django's LogoutView accepts POST only: a link or an image cannot log anyone out.
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("import/", views.import_start, name="import-start"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
+    path("projects/<slug:slug>/rounds/<int:number>/pairs/", views.round_pairs, name="round-pairs"),
+]

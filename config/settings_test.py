@@ -13,6 +13,9 @@ os.environ.setdefault("SESSION_COOKIE_SECURE", "0")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "0")
 os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
 os.environ.setdefault("DEBUG", "0")
+# Tasks run in-process unless a test starts a real worker itself (those tests set up
+# their own Celery app configuration); a broker with no worker would hang the suite.
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import STORAGES  # noqa: E402
@@ -20,3 +23,15 @@ from config.settings import STORAGES  # noqa: E402
 # Manifest storage needs collectstatic; tests render templates without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+
+# Each test process gets its own database, so parallel runs (several developers'
+# helpers, a benchmark beside the suite) never drop each other's test database.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}  # noqa: F405
+
+# Parallel test runs share one Redis: keep their cache keys apart.
+CACHES["default"]["KEY_PREFIX"] = f"test{os.getpid()}"  # noqa: F405
+
+# WhiteNoise warns on every request when STATIC_ROOT is missing (no collectstatic in tests).
+STATIC_ROOT = VAR_DIR / "test-static"  # noqa: F405
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,157 @@
+"""Reads. Queries that the REST API (and any page that wants them) share (STYLE.md §2).
+
+Selectors return querysets or single rows (``None`` when there is none); deciding
+what "not found" means for a caller - a 404, an error message - is the caller's job.
+List selectors fetch what their callers print in one query (``select_related``) so a
+page of results never costs a query per row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import BooleanField, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
+
+from annotation.models import ApiToken, Comparison, Judgment, Project, Prompt, Round
+from annotation.roles import Role, user_roles
+from models_service.models import ModelVersion
+
+# --- Model versions --------------------------------------------------------------------
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("parent").order_by("created_at", "id")
+
+
+def model_version_get(*, pk: int) -> ModelVersion | None:
+    return model_version_list().filter(pk=pk).first()
+
+
+# --- Projects --------------------------------------------------------------------------
+
+
+def user_sees_all_projects(user: Any) -> bool:
+    """Leads and ML engineers see every project; annotators only the active ones."""
+    return bool(user_roles(user) & {Role.LEAD, Role.ML_ENGINEER})
+
+
+def project_list(*, user: Any) -> QuerySet[Project]:
+    qs = Project.objects.select_related("created_by").order_by("name")
+    if not user_sees_all_projects(user):
+        qs = qs.filter(is_active=True)
+    return qs
+
+
+def project_get(*, slug: str, user: Any) -> Project | None:
+    return project_list(user=user).filter(slug=slug).first()
+
+
+# --- Rounds ----------------------------------------------------------------------------
+
+
+def _count_per_round(qs: QuerySet, round_path: str) -> Coalesce:
+    """COUNT(*) of ``qs`` rows per round as a correlated subquery.
+
+    Subqueries rather than JOIN + COUNT(DISTINCT): joining comparisons and judgments to
+    the round multiplies rows, which is slow on big rounds and wrong without DISTINCT.
+    """
+    counted = (
+        qs.filter(**{round_path: OuterRef("pk")})
+        .order_by()
+        .values(round_path)
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def round_list(*, project: Project | None = None) -> QuerySet[Round]:
+    """Rounds with their counts: comparisons, judgments and comparisons that have all their judgments."""
+    qs = Round.objects.select_related("project", "baseline", "candidate").annotate(
+        comparison_count=_count_per_round(Comparison.objects.all(), "round"),
+        judgment_count=_count_per_round(Judgment.objects.all(), "comparison__round"),
+        comparisons_complete=_count_per_round(
+            Comparison.objects.filter(judgment_count__gte=F("required_judgments")), "round"
+        ),
+    )
+    if project is not None:
+        qs = qs.filter(project=project)
+    return qs.order_by("project_id", "number")
+
+
+def round_get(*, pk: int) -> Round | None:
+    return round_list().filter(pk=pk).first()
+
+
+def round_get_by_number(*, project: Project, number: int) -> Round | None:
+    return Round.objects.filter(project=project, number=number).first()
+
+
+# --- Prompts ---------------------------------------------------------------------------
+
+
+def prompt_list(*, project: Project, tag: str = "") -> QuerySet[Prompt]:
+    qs = Prompt.objects.filter(project=project).order_by("id")
+    tag = tag.strip().lower()  # imports store tags lower-cased
+    if tag:
+        if connection.vendor == "postgresql":
+            # jsonb @> '["tag"]', which a GIN index on tags can serve.
+            qs = qs.filter(tags__contains=[tag])
+        else:
+            # SQLite has no JSON containment lookup; look inside the array with json_each.
+            has_tag = RawSQL(
+                'EXISTS (SELECT 1 FROM json_each("annotation_prompt"."tags") WHERE json_each.value = %s)',
+                [tag],
+                output_field=BooleanField(),
+            )
+            qs = qs.alias(has_tag=has_tag).filter(has_tag=True)
+    return qs
+
+
+def prompt_get(*, pk: int) -> Prompt | None:
+    return Prompt.objects.select_related("project").filter(pk=pk).first()
+
+
+# --- Comparisons and judgments ---------------------------------------------------------
+
+
+def comparison_list(*, round_: Round | None = None) -> QuerySet[Comparison]:
+    """Comparisons with their prompt and both samples, model versions included (leads and engineers only)."""
+    qs = Comparison.objects.select_related(
+        "prompt", "sample_a__model_version", "sample_b__model_version"
+    ).order_by("id")
+    if round_ is not None:
+        qs = qs.filter(round=round_)
+    return qs
+
+
+def comparison_get(*, pk: int) -> Comparison | None:
+    return comparison_list().filter(pk=pk).first()
+
+
+def judgment_list(*, round_: Round, since: datetime | None = None) -> QuerySet[Judgment]:
+    """A round's judgments in sample terms, oldest first; ``since`` keeps those created at or after it."""
+    qs = (
+        Judgment.objects.filter(comparison__round=round_)
+        .select_related("annotator", "comparison", "edit")
+        .order_by("created_at", "id")
+    )
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    return qs
+
+
+# --- API tokens ------------------------------------------------------------------------
+
+
+def api_token_list(*, user: Any) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def api_token_get(*, user: Any, pk: int) -> ApiToken | None:
+    """One of ``user``'s own tokens; another user's token is as good as missing."""
+    return api_token_list(user=user).filter(pk=pk).first()
