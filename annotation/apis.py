@@ -22,7 +22,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -42,7 +42,7 @@ from annotation.imports import (
     RowError,
     import_run,
 )
-from annotation.models import EditPolicy, JudgmentSource, PairingStrategy, Preference, Project, RoundStatus
+from annotation.models import ApiToken, EditPolicy, JudgmentSource, PairingStrategy, Preference, Project, RoundStatus
 from annotation.permissions import IsAnyRole, IsLead, IsLeadOrMLEngineer
 from annotation.roles import Role, user_roles
 from models_service.models import Backend, ModelVersion
@@ -773,6 +773,12 @@ class TokenListApi(BaseApi):
 
     @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, summary="Create an API token")
     def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiToken):
+            # A leaked key must not be able to mint keys that outlive its revocation.
+            raise PermissionDenied(
+                "API tokens are created from a logged-in session (log in, then POST here from the browsable API), "
+                "not with another token."
+            )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, key = services.api_token_create(user=request.user, **serializer.validated_data)

@@ -104,7 +104,8 @@ class Round(models.Model):
 class Prompt(models.Model):
     """A conversation to be answered: ``messages`` is a list of ``{role, content}``, ending on a user turn."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # Indexed by the unique (project, content_hash) constraint; no separate FK index.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     messages = models.JSONField()
     tags = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=200, blank=True)
@@ -280,7 +281,10 @@ class Judgment(models.Model):
     """
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments", db_index=False)
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
+    # Indexed by judgment_by_annotator (annotator, created_at); no separate FK index.
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments", db_index=False
+    )
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.CASCADE, related_name="judgment"
     )

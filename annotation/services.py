@@ -6,10 +6,10 @@ Celery tasks all call the same services.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.core.exceptions import ValidationError
@@ -64,8 +64,8 @@ def messages_normalize(value: str | Sequence[Any]) -> list[dict[str, str]]:
 
 
 def messages_hash(messages: list[dict[str, str]]) -> str:
-    canonical = json.dumps(messages, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # Canonical form: compact UTF-8 JSON with sorted keys (orjson: the import hot path).
+    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def messages_turns(messages: list[dict[str, str]]) -> int:

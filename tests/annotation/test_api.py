@@ -111,7 +111,8 @@ def _new_pairs_file() -> dict:
 ENDPOINTS = [
     ("get", "/api/v1/me/", ANY, None, 200),
     ("get", "/api/v1/tokens/", ANY, None, 200),
-    ("post", "/api/v1/tokens/", ANY, {"name": "laptop"}, 201),
+    # with a token nobody may mint another token (a session may: see the token tests)
+    ("post", "/api/v1/tokens/", (), {"name": "laptop"}, 201),
     ("get", "/api/v1/model-versions/", ANY, None, 200),
     ("post", "/api/v1/model-versions/", LEAD_OR_ML, {"name": "chat-v3"}, 201),
     ("get", "/api/v1/model-versions/{version}/", ANY, None, 200),
@@ -546,6 +547,17 @@ def test_a_new_token_key_is_shown_once_and_only_its_hash_is_stored(maya):
     holder = APIClient()
     holder.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert holder.get("/api/v1/me/").json()["username"] == "maya"
+
+
+def test_a_token_cannot_create_another_token_but_a_logged_in_session_can(maya):
+    client = token_client(maya)
+    response = client.post("/api/v1/tokens/", {"name": "minted"}, format="json")
+    assert response.status_code == 403
+    assert "logged-in session" in response.json()["detail"]
+    assert not ApiToken.objects.filter(name="minted").exists()
+    browser = APIClient()
+    assert browser.login(username="maya", password=PASSWORD)
+    assert browser.post("/api/v1/tokens/", {"name": "minted"}, format="json").status_code == 201
 
 
 def test_a_revoked_token_is_refused_with_401(lee):
