@@ -27,4 +27,7 @@ urlpatterns = [
     path("rounds/<int:pk>/judgments/", apis.JudgmentListApi.as_view(), name="judgment-list"),
     path("prompts/<int:pk>/", apis.PromptDetailApi.as_view(), name="prompt-detail"),
     path("comparisons/<int:pk>/", apis.ComparisonDetailApi.as_view(), name="comparison-detail"),
+    path("projects/<slug:slug>/assignments/next/", apis.AssignmentNextApi.as_view(), name="assignment-next"),
+    path("assignments/<int:pk>/judgment/", apis.JudgmentSubmitApi.as_view(), name="judgment-submit"),
+    path("assignments/<int:pk>/skip/", apis.AssignmentSkipApi.as_view(), name="assignment-skip"),
 ]

@@ -33,6 +33,16 @@ from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from annotation import selectors, services
+from annotation.assignment import (
+    AssignmentRefused,
+    NoWork,
+    Verdict,
+    assignment_next,
+    assignment_skip,
+    judgment_submit,
+    sample_to_screen,
+    screen_to_sample,
+)
 from annotation.imports import (
     FileFormat,
     ImportFailed,
@@ -42,8 +52,18 @@ from annotation.imports import (
     RowError,
     import_run,
 )
-from annotation.models import ApiToken, EditPolicy, JudgmentSource, PairingStrategy, Preference, Project, RoundStatus
-from annotation.permissions import IsAnyRole, IsLead, IsLeadOrMLEngineer
+from annotation.models import (
+    ApiToken,
+    EditPolicy,
+    JudgmentSource,
+    PairingStrategy,
+    Preference,
+    Project,
+    RoundStatus,
+    Safety,
+    Strength,
+)
+from annotation.permissions import IsAnnotator, IsAnyRole, IsLead, IsLeadOrMLEngineer
 from annotation.roles import Role, user_roles
 from models_service.models import Backend, ModelVersion
 
@@ -816,3 +836,162 @@ class MeApi(BaseApi):
     def get(self, request: Request) -> Response:
         roles = sorted(role.value for role in user_roles(request.user))
         return Response(self.OutputSerializer({"username": request.user.get_username(), "roles": roles}).data)
+
+
+# --- Annotation (annotators' own API: screen terms, no model names) ---------------------
+
+
+class _PairSerializer(serializers.Serializer):
+    """What an annotator sees: the prompt and the two answers by screen side. Nothing in it
+    names a model, a sample or which answer is A."""
+
+    assignment = serializers.IntegerField(source="pk")
+    lease_expires_at = serializers.DateTimeField()
+    prompt = MessageSerializer(many=True, source="comparison.prompt.messages")
+    left = serializers.SerializerMethodField()
+    right = serializers.SerializerMethodField()
+
+    class Meta:
+        ref_name = "AnnotationPair"
+
+    def _text(self, obj: Any, side: str) -> str:
+        comparison = obj.comparison
+        shown = obj.left if side == "left" else ("B" if obj.left == "A" else "A")
+        return comparison.sample_a.text if shown == "A" else comparison.sample_b.text
+
+    def get_left(self, obj: Any) -> str:
+        return self._text(obj, "left")
+
+    def get_right(self, obj: Any) -> str:
+        return self._text(obj, "right")
+
+
+class _NextSerializer(serializers.Serializer):
+    pair = _PairSerializer(allow_null=True)
+    reason = serializers.CharField(allow_blank=True, help_text="Why there is no pair, when there is none.")
+    retry_after_seconds = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "AnnotationNext"
+
+
+@extend_schema(tags=["annotation"])
+class AssignmentNextApi(BaseApi):
+    """The annotator's next pair in a project: a lease they hold, or a new one (never a pair they
+    were handed before). Sides are randomised per assignment. Annotators."""
+
+    permissions = {"POST": IsAnnotator}
+
+    class InputSerializer(serializers.Serializer):
+        exclude = serializers.ListField(
+            child=serializers.IntegerField(), required=False, default=list,
+            help_text="Assignment ids already on screen (to prefetch the one after).",
+        )
+
+        class Meta:
+            ref_name = "AnnotationNextInput"
+
+    @extend_schema(request=InputSerializer, responses=_NextSerializer, summary="Get my next pair")
+    def post(self, request: Request, slug: str) -> Response:
+        project = _found(selectors.project_get(slug=slug, user=request.user), "project")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        got = assignment_next(annotator=request.user, project=project, exclude=tuple(serializer.validated_data["exclude"]))
+        if isinstance(got, NoWork):
+            return Response({"pair": None, "reason": got.reason, "retry_after_seconds": got.retry_after_seconds})
+        pair = selectors.assignment_for_annotator(pk=got.pk)
+        return Response({"pair": _PairSerializer(pair).data, "reason": "", "retry_after_seconds": None})
+
+
+def _refused(exc: AssignmentRefused) -> Response:
+    codes = {getattr(e, "code", None) for e in exc.error_list} if not hasattr(exc, "error_dict") else set()
+    if "foreign" in codes:
+        return Response({"detail": exc.messages[0]}, status=status.HTTP_404_NOT_FOUND)
+    if codes & {"stale", "closed"}:
+        return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
+    return Response(serializers.as_serializer_error(exc), status=status.HTTP_400_BAD_REQUEST)
+
+
+@extend_schema(tags=["annotation"])
+class JudgmentSubmitApi(BaseApi):
+    """Judge the pair of an assignment, in screen terms (left/right). Idempotent: a retry returns
+    the judgment already saved (200) instead of a second one (201). Annotators."""
+
+    permissions = {"POST": IsAnnotator}
+
+    class InputSerializer(serializers.Serializer):
+        choice = serializers.ChoiceField(choices=["left", "right", "tie", "both_bad", "cant_judge"])
+        strength = serializers.ChoiceField(choices=Strength.choices, required=False, allow_blank=True, default="")
+        safety = serializers.ChoiceField(choices=Safety.choices, required=False, allow_blank=True, default="")
+        rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+        edit_text = serializers.CharField(
+            required=False, allow_blank=True, default="", trim_whitespace=False, max_length=100_000
+        )
+        edit_base = serializers.ChoiceField(choices=["left", "right"], required=False, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "JudgmentSubmit"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        assignment = serializers.IntegerField(source="assignment_id")
+        choice = serializers.SerializerMethodField()
+        strength = serializers.CharField()
+        safety = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "JudgmentSubmitted"
+
+        def get_choice(self, obj: Any) -> str:
+            return sample_to_screen(obj.preferred, obj.left)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer},
+                   summary="Judge a pair")
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        left = selectors.assignment_left(pk=pk, annotator=request.user)
+        if left is None:
+            return Response({"detail": "This assignment does not exist or is not yours."}, status=404)
+        verdict = Verdict(
+            preferred=screen_to_sample(data["choice"], left),
+            strength=data["strength"],
+            safety=data["safety"],
+            rationale=data["rationale"],
+            time_spent_ms=data["time_spent_ms"],
+            edit_text=data["edit_text"],
+            edit_base=screen_to_sample(data["edit_base"], left) if data["edit_base"] else "",
+        )
+        try:
+            judgment, created = judgment_submit(
+                assignment_id=pk, annotator=request.user, verdict=verdict, source=JudgmentSource.API
+            )
+        except AssignmentRefused as exc:
+            return _refused(exc)
+        return Response(self.OutputSerializer(judgment).data, status=201 if created else 200)
+
+
+@extend_schema(tags=["annotation"])
+class AssignmentSkipApi(BaseApi):
+    """Skip a pair, with a reason; it goes back to the pool for others. Annotators."""
+
+    permissions = {"POST": IsAnnotator}
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+
+        class Meta:
+            ref_name = "AssignmentSkip"
+
+    @extend_schema(request=InputSerializer, responses={204: None}, summary="Skip a pair")
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            assignment_skip(assignment_id=pk, annotator=request.user, reason=serializer.validated_data["reason"])
+        except AssignmentRefused as exc:
+            return _refused(exc)
+        return Response(status=status.HTTP_204_NO_CONTENT)

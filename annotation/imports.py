@@ -808,7 +808,7 @@ class _Importer:
                 self.report.add("existing", "comparisons")
                 continue
             gold = v.row.gold.value if v.row.gold else ""
-            new[(a, b)] = [round_.pk, pid, a, b, self.project.overlap, 0, bool(gold), gold, self.now]
+            new[(a, b)] = [round_.pk, pid, a, b, self.project.overlap, 0, 0, bool(gold), gold, self.now]
         if new:
             ids = allocate_ids(Comparison, len(new))
             for pk, (key, row) in zip(ids, new.items()):
@@ -841,7 +841,8 @@ class _Importer:
                     continue
                 rows.append((cid, uid, pref, strength, safety, "", spent, rationale, JudgmentSource.IMPORT, self.now))
                 if cid in new_ids:
-                    new_ids[cid][6] += 1
+                    new_ids[cid][6] += 1  # judgment_count
+                    new_ids[cid][7] += 1  # taken: an imported judgment holds a slot
                 else:
                     added_to_existing[cid] = added_to_existing.get(cid, 0) + 1
         else:
@@ -850,7 +851,7 @@ class _Importer:
             insert_rows(
                 Comparison,
                 ["id", "round_id", "prompt_id", "sample_a_id", "sample_b_id", "required_judgments",
-                 "judgment_count", "is_gold", "gold_preferred", "created_at"],
+                 "judgment_count", "taken", "is_gold", "gold_preferred", "created_at"],
                 list(new.values()),
             )
         if rows:
@@ -862,7 +863,7 @@ class _Importer:
             )
             self.report.add("created", "judgments", len(rows))
         for cid, n in added_to_existing.items():
-            Comparison.objects.filter(pk=cid).update(judgment_count=F("judgment_count") + n)
+            Comparison.objects.filter(pk=cid).update(judgment_count=F("judgment_count") + n, taken=F("taken") + n)
 
     def ensure_round(self) -> Round:
         if self.round is None:

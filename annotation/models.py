@@ -215,6 +215,10 @@ class Comparison(models.Model):
     # Counters kept by the judgment and assignment services (one UPDATE per change),
     # so the assignment engine finds open work without counting rows.
     judgment_count = models.PositiveSmallIntegerField(default=0)
+    # Slots taken: judgments plus live leases. The assignment engine hands a comparison
+    # out only while taken < required_judgments, and moves this counter in the same
+    # transaction as the assignment, so concurrent claims can never over-book it.
+    taken = models.PositiveSmallIntegerField(default=0)
     is_gold = models.BooleanField(default=False)
     gold_preferred = models.CharField(max_length=20, choices=Preference.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -225,12 +229,22 @@ class Comparison(models.Model):
             models.UniqueConstraint(fields=["round", "sample_a", "sample_b"], name="comparison_unique_pair"),
             models.CheckConstraint(condition=~Q(sample_a=F("sample_b")), name="comparison_two_samples"),
             models.CheckConstraint(condition=Q(required_judgments__gte=1), name="comparison_needs_a_judgment"),
+            models.CheckConstraint(condition=Q(judgment_count__lte=F("taken")), name="comparison_judgments_hold_slots"),
             models.CheckConstraint(
                 condition=Q(is_gold=False, gold_preferred="") | Q(is_gold=True) & ~Q(gold_preferred=""),
                 name="comparison_gold_has_answer",
             ),
         ]
-        indexes = [models.Index(fields=["round", "judgment_count"], name="comparison_open_work")]
+        indexes = [
+            # The two pools the engine draws from: partly taken (finish those first) and untouched.
+            models.Index(
+                fields=["round", "id"],
+                name="comparison_pool_partly",
+                condition=Q(is_gold=False, taken__gt=0, taken__lt=F("required_judgments")),
+            ),
+            models.Index(fields=["round", "id"], name="comparison_pool_fresh", condition=Q(is_gold=False, taken=0)),
+            models.Index(fields=["round", "id"], name="comparison_gold", condition=Q(is_gold=True)),
+        ]
 
     def __str__(self) -> str:
         return f"Comparison {self.pk}"

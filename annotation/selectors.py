@@ -15,8 +15,9 @@ from django.db import connection
 from django.db.models import BooleanField, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from annotation.models import ApiToken, Comparison, Judgment, Project, Prompt, Round
+from annotation.models import ApiToken, Assignment, Comparison, Judgment, Project, Prompt, Round
 from annotation.roles import Role, user_roles
 from models_service.models import ModelVersion
 
@@ -155,3 +156,30 @@ def api_token_list(*, user: Any) -> QuerySet[ApiToken]:
 def api_token_get(*, user: Any, pk: int) -> ApiToken | None:
     """One of ``user``'s own tokens; another user's token is as good as missing."""
     return api_token_list(user=user).filter(pk=pk).first()
+
+
+# --- Annotation --------------------------------------------------------------------------
+
+
+def assignment_for_annotator(*, pk: int) -> Assignment | None:
+    """An assignment with its prompt and both answers, in one query (the annotator's pair)."""
+    return (
+        Assignment.objects.select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b")
+        .only(
+            "id", "left", "lease_expires_at", "status", "annotator_id",
+            "comparison__id", "comparison__prompt__messages", "comparison__sample_a__text",
+            "comparison__sample_b__text",
+        )
+        .filter(pk=pk)
+        .first()
+    )
+
+
+def assignment_left(*, pk: int, annotator: Any) -> str | None:
+    """Which sample the annotator saw on the left, or None when the assignment is not theirs."""
+    return Assignment.objects.filter(pk=pk, annotator=annotator).values_list("left", flat=True).first()
+
+
+def judged_today_count(*, annotator: Any) -> int:
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Judgment.objects.filter(annotator=annotator, created_at__gte=midnight).count()

@@ -78,7 +78,7 @@ def judged_round(round_, alice):
         safety="both_safe", left="B", time_spent_ms=4200, rationale="B is right.", source=JudgmentSource.UI,
     )
     Edit.objects.create(judgment=judgment, base_sample=second.sample_b, text="Seven is prime.")
-    Comparison.objects.filter(pk=second.pk).update(judgment_count=F("judgment_count") + 1)
+    Comparison.objects.filter(pk=second.pk).update(judgment_count=F("judgment_count") + 1, taken=F("taken") + 1)
     return round_
 
 

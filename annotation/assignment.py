@@ -1,0 +1,386 @@
+"""The assignment engine: who judges what next, under leases, without double-booking.
+
+Each comparison has ``required_judgments`` slots (the project's overlap k). A slot is
+*taken* by a live lease or a judgment; ``Comparison.taken`` counts them and moves in the
+same transaction as the assignment row, so the counter and the rows never disagree.
+
+Claiming (``assignment_next``):
+1. an annotator who still holds a live lease gets it back (a reload, a second tab);
+2. otherwise, with the project's gold rate, a gold item they have not seen;
+3. otherwise a comparison from an open round that has a free slot and that they have
+   never been assigned: first those already partly taken (finish what was started),
+   then untouched ones.
+
+On PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED``, so concurrent
+claims never wait on each other and never take the same slot. Each claim starts its scan
+at a random point of the pool (wrapping round), so 50 annotators spread over the pool
+instead of all fighting for the lowest id. On SQLite, transactions are IMMEDIATE
+(settings), so claims are serialised and the same code is correct.
+
+Expired leases are reclaimed lazily before each claim (and by ``assignments_reclaim_expired``
+from a periodic task): the assignment becomes ``expired`` and its slot is freed.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.core.cache import cache
+from django.db.models import F, Max, Min
+from django.utils import timezone
+
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    EditPolicy,
+    Edit,
+    Judgment,
+    JudgmentSource,
+    Preference,
+    Project,
+    Round,
+    RoundStatus,
+    Safety,
+    Side,
+    Strength,
+)
+
+# How many leases one annotator may hold at once: the pair on screen and the one
+# prefetched behind it.
+MAX_LIVE_LEASES = 2
+
+
+class AssignmentRefused(ValidationError):
+    """A submission or skip that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class NoWork:
+    """Why there is nothing to hand out, in words for the annotator."""
+
+    reason: str
+    retry_after_seconds: int | None = None
+
+
+# --- Claiming ----------------------------------------------------------------------
+
+
+def _open_round_ids(project: Project) -> list[int]:
+    return list(
+        Round.objects.filter(project=project, status=RoundStatus.OPEN).order_by("id").values_list("id", flat=True)
+    )
+
+
+def _live_leases(annotator, project: Project, now) -> list[Assignment]:
+    return list(
+        Assignment.objects.filter(
+            annotator=annotator,
+            status=AssignmentStatus.ACTIVE,
+            lease_expires_at__gt=now,
+            comparison__round__project=project,
+            comparison__round__status=RoundStatus.OPEN,
+        ).order_by("leased_at", "id")[: MAX_LIVE_LEASES + 1]
+    )
+
+
+def _id_range(round_ids: list[int]) -> tuple[int, int] | None:
+    """The id range of the rounds' comparisons, cached: it only spreads the scans' starts."""
+    key = "assignment:id-range:" + ",".join(map(str, round_ids))
+    cached = cache.get(key)
+    if cached is None:
+        bounds = Comparison.objects.filter(round_id__in=round_ids).aggregate(low=Min("id"), high=Max("id"))
+        if bounds["low"] is None:
+            return None
+        cached = (bounds["low"], bounds["high"])
+        cache.set(key, cached, 60)
+    return cached
+
+
+def _pick(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
+    """Lock and return one comparison id from ``pool`` with a free slot for this annotator."""
+    conditions = {
+        "partly": "c.is_gold = false AND c.taken > 0 AND c.taken < c.required_judgments",
+        "fresh": "c.is_gold = false AND c.taken = 0",
+        "gold": "c.is_gold = true",
+    }[pool]
+    if connection.vendor == "postgresql":
+        rounds_sql, lock = "c.round_id = ANY(%s)", " FOR UPDATE OF c SKIP LOCKED"
+        rounds_param: Any = round_ids
+    else:
+        rounds_sql, lock = "c.round_id IN (SELECT value FROM json_each(%s))", ""
+        rounds_param = "[" + ",".join(str(r) for r in round_ids) + "]"
+    base = (
+        "SELECT c.id FROM annotation_comparison c "
+        f"WHERE {rounds_sql} AND {conditions} AND c.id {{op}} %s "
+        "AND NOT EXISTS (SELECT 1 FROM annotation_assignment a "
+        "                WHERE a.comparison_id = c.id AND a.annotator_id = %s) "
+        "ORDER BY c.id {order} LIMIT 1" + lock
+    )
+    bounds = _id_range(round_ids)
+    if bounds is None:
+        return None
+    start = random.randint(*bounds)
+    with connection.cursor() as cursor:
+        # From a random point upwards, then wrap round below it.
+        for op, order in ((">=", "ASC"), ("<", "ASC")):
+            cursor.execute(base.format(op=op, order=order), [rounds_param, start, annotator_id])
+            row = cursor.fetchone()
+            if row:
+                return row[0]
+    return None
+
+
+def assignments_reclaim_expired(*, project: Project | None = None, now=None, limit: int = 500) -> int:
+    """Expire leases past their time and free their slots. Returns how many were reclaimed."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        qs = Assignment.objects.filter(status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now)
+        if project is not None:
+            qs = qs.filter(comparison__round__project=project)
+        if connection.vendor == "postgresql":
+            qs = qs.select_for_update(skip_locked=True, of=("self",))
+        expired = list(qs.order_by("lease_expires_at").values_list("id", "comparison_id")[:limit])
+        if not expired:
+            return 0
+        Assignment.objects.filter(pk__in=[a for a, _ in expired], status=AssignmentStatus.ACTIVE).update(
+            status=AssignmentStatus.EXPIRED
+        )
+        per_comparison: dict[int, int] = {}
+        for _, comparison_id in expired:
+            per_comparison[comparison_id] = per_comparison.get(comparison_id, 0) + 1
+        for comparison_id, n in sorted(per_comparison.items()):  # sorted: a stable lock order
+            Comparison.objects.filter(pk=comparison_id).update(taken=F("taken") - n)
+    return len(expired)
+
+
+def assignment_next(*, annotator, project: Project, exclude: tuple[int, ...] = ()) -> Assignment | NoWork:
+    """The annotator's next pair: a live lease they hold (not in ``exclude``) or a new claim."""
+    now = timezone.now()
+    live = _live_leases(annotator, project, now)
+    for lease in live:
+        if lease.pk not in exclude:
+            return lease
+    if len(live) >= MAX_LIVE_LEASES:
+        return NoWork("Finish or skip the pairs you hold first.")
+    round_ids = _open_round_ids(project)
+    if not round_ids:
+        return NoWork("No round of this project is open for annotation right now.")
+    assignments_reclaim_expired(project=project, now=now, limit=100)
+    pools = ["partly", "fresh"]
+    if project.gold_rate > 0 and secrets.randbelow(1_000_000) < project.gold_rate * 1_000_000:
+        pools.insert(0, "gold")
+    for pool in pools:
+        with transaction.atomic():
+            comparison_id = _pick(round_ids, annotator.pk, pool)
+            if comparison_id is None:
+                continue
+            # The row is locked (PostgreSQL) or the database is (SQLite), so the guard
+            # cannot fail; it stays as a second line of defence. Gold items are judged
+            # by everyone: their slots are counted but not capped.
+            slots = Comparison.objects.filter(pk=comparison_id)
+            if pool != "gold":
+                slots = slots.filter(taken__lt=F("required_judgments"))
+            if not slots.update(taken=F("taken") + 1):
+                continue
+            return Assignment.objects.create(
+                comparison_id=comparison_id,
+                annotator=annotator,
+                left=Side.A if secrets.randbelow(2) == 0 else Side.B,
+                leased_at=now,
+                lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+            )
+    return _why_no_work(annotator, round_ids, now)
+
+
+def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
+    open_comparisons = Comparison.objects.filter(round_id__in=round_ids, is_gold=False).filter(
+        judgment_count__lt=F("required_judgments")
+    )
+    if not open_comparisons.exists():
+        return NoWork("Every pair in the open rounds has all the judgments it needs. Thank you!")
+    unseen = open_comparisons.exclude(assignments__annotator=annotator)
+    if not unseen.exists():
+        return NoWork("You have judged every pair that still needs judgments. Thank you!")
+    next_free = (
+        Assignment.objects.filter(
+            comparison__in=unseen, status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now
+        ).order_by("lease_expires_at").values_list("lease_expires_at", flat=True).first()
+    )
+    wait = max(1, int((next_free - now).total_seconds())) if next_free else 60
+    return NoWork(
+        "The remaining pairs are being judged by others right now; some may come back if their leases expire.",
+        retry_after_seconds=wait,
+    )
+
+
+# --- Skipping and submitting -------------------------------------------------------
+
+
+def _locked_assignment(assignment_id: int, annotator) -> Assignment:
+    qs = Assignment.objects.select_related("comparison__round__project")
+    if connection.vendor == "postgresql":
+        qs = qs.select_for_update(of=("self",))
+    assignment = qs.filter(pk=assignment_id).first()
+    if assignment is None or assignment.annotator_id != annotator.pk:
+        # Someone else's assignment reads as a missing one: ids reveal nothing.
+        raise AssignmentRefused("This assignment does not exist or is not yours.", code="foreign")
+    return assignment
+
+
+def _ensure_slot(assignment: Assignment, now) -> None:
+    """Accept work on a lease that ran out, as long as nobody else took the slot meanwhile."""
+    if assignment.status == AssignmentStatus.ACTIVE:
+        return  # expired but not yet reclaimed: the slot is still held
+    if assignment.status != AssignmentStatus.EXPIRED:
+        raise AssignmentRefused(f"This pair was already {assignment.get_status_display().lower()}.", code="stale")
+    comparison = assignment.comparison
+    slot = Comparison.objects.filter(pk=comparison.pk)
+    if not comparison.is_gold:
+        slot = slot.filter(taken__lt=F("required_judgments"))
+    if not slot.update(taken=F("taken") + 1):
+        raise AssignmentRefused(
+            "Your time on this pair ran out and it was handed to someone else; your answer was not saved.",
+            code="stale",
+        )
+    assignment.status = AssignmentStatus.ACTIVE
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment:
+    reason = reason.strip()
+    if not reason:
+        raise AssignmentRefused("Say why you skip this pair.", code="reason")
+    assignment = _locked_assignment(assignment_id, annotator)
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return assignment  # a retried skip
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        raise AssignmentRefused("This pair was already judged.", code="stale")
+    if assignment.status == AssignmentStatus.ACTIVE:
+        Comparison.objects.filter(pk=assignment.comparison_id).update(taken=F("taken") - 1)
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.skip_reason = reason[:500]
+    assignment.completed_at = timezone.now()
+    assignment.save(update_fields=["status", "skip_reason", "completed_at"])
+    return assignment
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judgment in sample terms, as the services take it."""
+
+    preferred: str
+    strength: str = ""
+    safety: str = ""
+    rationale: str = ""
+    time_spent_ms: int | None = None
+    edit_text: str = ""
+    # Which sample the edit started from; defaults to the preferred one.
+    edit_base: str = ""
+
+
+def screen_to_sample(choice: str, left: str) -> str:
+    """'left' / 'right' on screen into sample A / B, given which sample was shown left."""
+    if choice == "left":
+        return left
+    if choice == "right":
+        return Side.B if left == Side.A else Side.A
+    return choice
+
+
+def sample_to_screen(preferred: str, left: str) -> str:
+    if preferred in (Side.A, Side.B):
+        return "left" if preferred == left else "right"
+    return preferred
+
+
+def _validate(verdict: Verdict, project: Project) -> None:
+    errors: dict[str, str] = {}
+    allowed = {Preference.A, Preference.B}
+    if project.allow_tie:
+        allowed.add(Preference.TIE)
+    if project.allow_both_bad:
+        allowed.add(Preference.BOTH_BAD)
+    if project.allow_cant_judge:
+        allowed.add(Preference.CANT_JUDGE)
+    if verdict.preferred not in allowed:
+        errors["preferred"] = f"Choose one of: {', '.join(sorted(str(a) for a in allowed))}."
+    is_preference = verdict.preferred in (Preference.A, Preference.B)
+    if is_preference and verdict.strength not in Strength.values:
+        errors["strength"] = "Say how much better the chosen answer is."
+    if not is_preference and verdict.strength:
+        errors["strength"] = "A strength goes with a preference for one answer, not with this choice."
+    if verdict.safety and verdict.safety not in Safety.values:
+        errors["safety"] = "Unknown safety label."
+    if project.require_safety and verdict.preferred != Preference.CANT_JUDGE and not verdict.safety:
+        errors["safety"] = "This project asks for a safety label."
+    edit_required = (
+        project.edit_policy == EditPolicy.ALWAYS and verdict.preferred in (Preference.A, Preference.B, Preference.BOTH_BAD)
+    ) or (project.edit_policy == EditPolicy.REQUIRED_WHEN_BOTH_BAD and verdict.preferred == Preference.BOTH_BAD)
+    if edit_required and not verdict.edit_text.strip():
+        errors["edit_text"] = "This project asks you to rewrite the better answer into a good one."
+    if verdict.edit_text.strip():
+        if project.edit_policy == EditPolicy.OFF:
+            errors["edit_text"] = "This project does not take edits."
+        elif verdict.preferred in (Preference.TIE, Preference.CANT_JUDGE) and not verdict.edit_base:
+            errors["edit_base"] = "Say which answer your edit starts from."
+        elif verdict.preferred == Preference.BOTH_BAD and verdict.edit_base not in (Side.A, Side.B):
+            errors["edit_base"] = "Say which answer (the less bad one) your edit starts from."
+    if verdict.edit_base and verdict.edit_base not in (Side.A, Side.B):
+        errors["edit_base"] = "The edit starts from answer A or B."
+    if verdict.time_spent_ms is not None and verdict.time_spent_ms < 0:
+        errors["time_spent_ms"] = "Time spent cannot be negative."
+    if errors:
+        raise AssignmentRefused(errors)
+
+
+@transaction.atomic
+def judgment_submit(
+    *, assignment_id: int, annotator, verdict: Verdict, source: str = JudgmentSource.UI
+) -> tuple[Judgment, bool]:
+    """Save the judgment (and edit) for an assignment. Returns (judgment, created).
+
+    Idempotent: a retried or double-clicked submission returns the judgment already
+    saved (the assignment row is locked, so two at once are serialised).
+    """
+    assignment = _locked_assignment(assignment_id, annotator)
+    existing = Judgment.objects.filter(assignment=assignment).select_related("edit").first()
+    if existing is not None:
+        return existing, False
+    project = assignment.comparison.round.project
+    if assignment.comparison.round.status == RoundStatus.CLOSED:
+        raise AssignmentRefused("This round is closed; judgments are no longer taken.", code="closed")
+    _validate(verdict, project)
+    now = timezone.now()
+    _ensure_slot(assignment, now)
+    comparison = assignment.comparison
+    judgment = Judgment.objects.create(
+        comparison=comparison,
+        annotator=annotator,
+        assignment=assignment,
+        preferred=verdict.preferred,
+        strength=verdict.strength if verdict.preferred in (Preference.A, Preference.B) else "",
+        safety=verdict.safety,
+        left=assignment.left,
+        time_spent_ms=verdict.time_spent_ms,
+        rationale=verdict.rationale.strip(),
+        source=source,
+    )
+    if verdict.edit_text.strip():
+        base_side = verdict.edit_base or verdict.preferred
+        Edit.objects.create(
+            judgment=judgment,
+            base_sample_id=comparison.sample_a_id if base_side == Side.A else comparison.sample_b_id,
+            text=verdict.edit_text.replace("\r\n", "\n").strip(),
+        )
+    assignment.status = AssignmentStatus.SUBMITTED
+    assignment.completed_at = now
+    assignment.save(update_fields=["status", "completed_at"])
+    Comparison.objects.filter(pk=comparison.pk).update(judgment_count=F("judgment_count") + 1)
+    return judgment, True
