@@ -19,4 +19,13 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
     path("projects/<slug:slug>/rounds/<int:number>/pairs/", views.round_pairs, name="round-pairs"),
+    # The annotator's workspace. URLs carry the assignment id only: never a sample or a side.
+    path("annotate/<slug:slug>/", views.annotate, name="annotate"),
+    path("annotate/<slug:slug>/next/", views.annotate_next, name="annotate-next"),
+    path(
+        "annotate/<slug:slug>/assignments/<int:assignment_id>/submit/",
+        views.annotate_submit,
+        name="annotate-submit",
+    ),
+    path("annotate/<slug:slug>/assignments/<int:assignment_id>/skip/", views.annotate_skip, name="annotate-skip"),
 ]

@@ -7,8 +7,10 @@ htmx requests get a named partial of the same page template (STYLE.md §4).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import EmptyPage, Paginator
@@ -16,13 +18,32 @@ from django.db import DatabaseError, connection
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils.cache import patch_vary_headers
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from annotation.forms import ImportForm, PairPageForm
+from annotation.assignment import (
+    AssignmentRefused,
+    NoWork,
+    Verdict,
+    assignment_next,
+    assignment_skip,
+    judgment_submit,
+    screen_to_sample,
+)
+from annotation.forms import (
+    SAFETY_OPTIONS,
+    STRENGTH_OPTIONS,
+    ImportForm,
+    JudgmentForm,
+    NextPairForm,
+    PairPageForm,
+    SkipForm,
+    choice_options,
+)
 from annotation.imports import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
-from annotation.models import Project, Round, RoundStatus
+from annotation.models import Assignment, Judgment, Project, Round, RoundStatus, Side
 from annotation.roles import ROLE_LABELS, Role, has_role
 from annotation.selectors import comparison_list, project_get, project_list, round_list
 
@@ -95,7 +116,11 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     _require_role(request, *ANY_ROLE)
     project = _project_or_404(request, slug)
     rounds = _with_percent(list(round_list(project=project)))
-    context: dict[str, Any] = {"project": project, "rounds": rounds}
+    context: dict[str, Any] = {
+        "project": project,
+        "rounds": rounds,
+        "has_open_round": any(r.status == RoundStatus.OPEN for r in rounds),
+    }
     if has_role(request.user, Role.LEAD):
         context["form"] = ImportForm(project=project)
     return render(request, "annotation/project_detail.html", context)
@@ -187,3 +212,238 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
         "ignored_fields": sorted(report.ignored_fields) if report else [],
     }
     return render(request, "annotation/project_import.html", context)
+
+
+# --- The annotator's workspace -------------------------------------------------------
+#
+# One page (annotate.html) whose "pair" partial is what every htmx request gets back: the
+# pair to judge, or why there is none. The page speaks screen terms only (left/right and
+# the assignment id): no sample id, model name or A/B side is ever rendered or accepted.
+
+# Refusals after which this pair cannot be judged any more: move on to the next one.
+_GONE = {"foreign", "stale", "closed"}
+# Engine messages about these fields speak sample terms (A/B); the page says it its way.
+_SCREEN_MESSAGES = {
+    "choice": "Pick one of the answers shown.",
+    "edit_base": "Say which answer (Left or Right) your edit starts from.",
+}
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    content: str
+    is_last_user: bool = False
+
+
+@dataclass(frozen=True)
+class PairScreen:
+    """One assignment as the annotator sees it: the conversation and two raw answer texts."""
+
+    assignment_id: int
+    turns: list[Turn]
+    left_text: str
+    right_text: str
+    # Seconds until the lease runs out: the page will not show a prefetched pair this old.
+    lease_seconds_left: int
+
+
+def _pair_screen(assignment_id: int) -> PairScreen:
+    assignment = Assignment.objects.select_related(
+        "comparison__prompt", "comparison__sample_a", "comparison__sample_b"
+    ).get(pk=assignment_id)
+    comparison = assignment.comparison
+    left, right = (
+        (comparison.sample_a, comparison.sample_b)
+        if assignment.left == Side.A
+        else (comparison.sample_b, comparison.sample_a)
+    )
+    messages_ = [m for m in comparison.prompt.messages if isinstance(m, dict)]
+    last_user = max((i for i, m in enumerate(messages_) if m.get("role") == "user"), default=-1)
+    turns = [
+        Turn(
+            role=m.get("role") if m.get("role") in ("system", "user", "assistant") else "other",
+            content=str(m.get("content") or ""),
+            is_last_user=i == last_user,
+        )
+        for i, m in enumerate(messages_)
+    ]
+    return PairScreen(
+        assignment_id=assignment.pk,
+        turns=turns,
+        left_text=left.text,
+        right_text=right.text,
+        lease_seconds_left=max(0, int((assignment.lease_expires_at - timezone.now()).total_seconds())),
+    )
+
+
+def _judged_today(user) -> int:
+    # timezone.now() is UTC (USE_TZ), so this is the last midnight UTC.
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Judgment.objects.filter(annotator=user, created_at__gte=midnight).count()
+
+
+def _annotator_project(request: HttpRequest, slug: str) -> Project:
+    _require_role(request, Role.ANNOTATOR)
+    return _project_or_404(request, slug)
+
+
+def _own_assignment_left(user, project: Project, assignment_id: int) -> str | None:
+    """Which sample this user's assignment shows left; None when it is not theirs or not in this project."""
+    return (
+        Assignment.objects.filter(pk=assignment_id, annotator=user, comparison__round__project=project)
+        .values_list("left", flat=True)
+        .first()
+    )
+
+
+def _render_workspace(
+    request: HttpRequest,
+    project: Project,
+    got: Assignment | NoWork | int,
+    *,
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    notice: str = "",
+    skip_open: bool = False,
+    prefetch: bool = False,
+) -> HttpResponse:
+    errors = dict(errors or {})
+    # Errors no field of the page shows (the engine's own, a bad time) go on top of the form.
+    general_errors = errors.pop("__all__", []) + errors.pop("time_spent_ms", [])
+    if isinstance(got, NoWork):
+        pair, no_work = None, got
+    else:
+        pair, no_work = _pair_screen(got if isinstance(got, int) else got.pk), None
+    context = {
+        "project": project,
+        "pair": pair,
+        "no_work": no_work,
+        "retry_after": max(2, no_work.retry_after_seconds) if no_work and no_work.retry_after_seconds else None,
+        "judged_today": _judged_today(request.user),
+        "values": values or {},
+        "errors": errors,
+        "general_errors": general_errors,
+        "notice": notice,
+        "skip_open": skip_open,
+        "prefetch": prefetch,
+        "choice_options": choice_options(project),
+        "strength_options": STRENGTH_OPTIONS,
+        "safety_options": SAFETY_OPTIONS,
+    }
+    # A history restore (back button after a cache miss) needs the whole page, not the fragment.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "annotation/annotate.html#pair" if fragment else "annotation/annotate.html"
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    add_never_cache_headers(response)  # every answer hands out or shows a lease
+    return response
+
+
+def _next_pair(request: HttpRequest, project: Project, notice: str = "") -> HttpResponse:
+    """After a judgment or skip: the next pair for htmx, a redirect to the page otherwise."""
+    if not request.htmx:
+        if notice:
+            messages.warning(request, notice)
+        return redirect("annotate", slug=project.slug)
+    got = assignment_next(annotator=request.user, project=project)
+    return _render_workspace(request, project, got, notice=notice)
+
+
+def _posted_values(data) -> dict[str, str]:
+    keys = ("choice", "strength", "safety", "rationale", "edit_text", "edit_base", "reason")
+    return {key: str(data.get(key, "")) for key in keys}
+
+
+def _refusal_errors(exc: AssignmentRefused) -> dict[str, list[str]]:
+    """The engine's field errors, renamed to the page's fields and worded in screen terms."""
+    errors: dict[str, list[str]] = {}
+    for field, field_messages in exc.message_dict.items():
+        field = {"preferred": "choice"}.get(field, field)
+        errors[field] = [_SCREEN_MESSAGES[field]] if field in _SCREEN_MESSAGES else list(field_messages)
+    return errors
+
+
+@login_required
+@require_safe
+def annotate(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _annotator_project(request, slug)
+    got = assignment_next(annotator=request.user, project=project)
+    return _render_workspace(request, project, got)
+
+
+@login_required
+@require_safe
+def annotate_next(request: HttpRequest, slug: str) -> HttpResponse:
+    """The next pair as a fragment: the no-work poll, and the prefetch (``?exclude=`` the pair on screen)."""
+    project = _annotator_project(request, slug)
+    form = NextPairForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest("exclude must be an assignment id")
+    if not request.htmx:
+        return redirect("annotate", slug=project.slug)
+    exclude = form.cleaned_data["exclude"]
+    got = assignment_next(annotator=request.user, project=project, exclude=(exclude,) if exclude else ())
+    return _render_workspace(request, project, got, prefetch=exclude is not None)
+
+
+@login_required
+@require_POST
+def annotate_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+    project = _annotator_project(request, slug)
+    left = _own_assignment_left(request.user, project, assignment_id)
+    if left is None:
+        return _next_pair(request, project, "That pair does not exist or is not yours; here is your next one.")
+    form = JudgmentForm(request.POST, project=project)
+    values = _posted_values(request.POST)
+    if not form.is_valid():
+        errors = {field: list(errs) for field, errs in form.errors.items()}
+        return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
+    data = form.cleaned_data
+    verdict = Verdict(
+        preferred=screen_to_sample(data["choice"], left),
+        strength=data["strength"],
+        safety=data["safety"],
+        rationale=data["rationale"],
+        time_spent_ms=data["time_spent_ms"],
+        edit_text=data["edit_text"],
+        edit_base=screen_to_sample(data["edit_base"], left) if data["edit_base"] else "",
+    )
+    try:
+        judgment_submit(assignment_id=assignment_id, annotator=request.user, verdict=verdict)
+    except AssignmentRefused as exc:
+        if hasattr(exc, "error_dict"):
+            errors = _refusal_errors(exc)
+            return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
+        if exc.code in _GONE:
+            return _next_pair(request, project, " ".join(exc.messages))
+        return _render_workspace(
+            request, project, assignment_id, status=422, values=values, errors={"__all__": exc.messages}
+        )
+    return _next_pair(request, project)
+
+
+@login_required
+@require_POST
+def annotate_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+    project = _annotator_project(request, slug)
+    if _own_assignment_left(request.user, project, assignment_id) is None:
+        return _next_pair(request, project, "That pair does not exist or is not yours; here is your next one.")
+    form = SkipForm(request.POST)
+    values = _posted_values(request.POST)
+    if not form.is_valid():
+        errors = {field: list(errs) for field, errs in form.errors.items()}
+        return _render_workspace(
+            request, project, assignment_id, status=422, values=values, errors=errors, skip_open=True
+        )
+    try:
+        assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=form.cleaned_data["reason"])
+    except AssignmentRefused as exc:
+        if exc.code in _GONE:
+            return _next_pair(request, project, " ".join(exc.messages))
+        return _render_workspace(
+            request, project, assignment_id, status=422, values=values, errors={"reason": exc.messages},
+            skip_open=True,
+        )
+    return _next_pair(request, project)
