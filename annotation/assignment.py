@@ -224,7 +224,9 @@ def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
 
 
 def _locked_assignment(assignment_id: int, annotator) -> Assignment:
-    qs = Assignment.objects.select_related("comparison__round__project")
+    qs = Assignment.objects.select_related(
+        "comparison__round__project", "comparison__sample_a", "comparison__sample_b"
+    )
     if connection.vendor == "postgresql":
         qs = qs.select_for_update(of=("self",))
     assignment = qs.filter(pk=assignment_id).first()
@@ -310,7 +312,10 @@ def _validate(verdict: Verdict, project: Project) -> None:
     if project.allow_cant_judge:
         allowed.add(Preference.CANT_JUDGE)
     if verdict.preferred not in allowed:
-        errors["preferred"] = f"Choose one of: {', '.join(sorted(str(a) for a in allowed))}."
+        others = [label for value, label in (
+            (Preference.TIE, "tie"), (Preference.BOTH_BAD, "both bad"), (Preference.CANT_JUDGE, "can't judge"),
+        ) if value in allowed]
+        errors["preferred"] = "Pick the better answer" + (f", or {', '.join(others)}." if others else ".")
     is_preference = verdict.preferred in (Preference.A, Preference.B)
     if is_preference and verdict.strength not in Strength.values:
         errors["strength"] = "Say how much better the chosen answer is."
@@ -333,11 +338,32 @@ def _validate(verdict: Verdict, project: Project) -> None:
         elif verdict.preferred == Preference.BOTH_BAD and verdict.edit_base not in (Side.A, Side.B):
             errors["edit_base"] = "Say which answer (the less bad one) your edit starts from."
     if verdict.edit_base and verdict.edit_base not in (Side.A, Side.B):
-        errors["edit_base"] = "The edit starts from answer A or B."
+        errors["edit_base"] = "The edit starts from one of the two answers."
     if verdict.time_spent_ms is not None and verdict.time_spent_ms < 0:
         errors["time_spent_ms"] = "Time spent cannot be negative."
     if errors:
         raise AssignmentRefused(errors)
+
+
+def _edit(verdict: Verdict, comparison: Comparison, project: Project) -> tuple[int, str] | None:
+    """(base sample id, text) of the edit to save, or None.
+
+    An edit identical to the answer it starts from adds nothing ("edited > chosen" would
+    be a pair of equal texts): it is dropped when edits are optional, refused when required.
+    """
+    text = verdict.edit_text.replace("\r\n", "\n").strip()
+    if not text:
+        return None
+    base_side = verdict.edit_base or verdict.preferred
+    base = comparison.sample_a if base_side == Side.A else comparison.sample_b
+    if text == base.text.replace("\r\n", "\n").strip():
+        required = project.edit_policy == EditPolicy.ALWAYS or (
+            project.edit_policy == EditPolicy.REQUIRED_WHEN_BOTH_BAD and verdict.preferred == Preference.BOTH_BAD
+        )
+        if required:
+            raise AssignmentRefused({"edit_text": "Your edit is the same as the answer it starts from: improve it."})
+        return None
+    return base.pk, text
 
 
 @transaction.atomic
@@ -357,6 +383,7 @@ def judgment_submit(
     if assignment.comparison.round.status == RoundStatus.CLOSED:
         raise AssignmentRefused("This round is closed; judgments are no longer taken.", code="closed")
     _validate(verdict, project)
+    edit = _edit(verdict, assignment.comparison, project)
     now = timezone.now()
     _ensure_slot(assignment, now)
     comparison = assignment.comparison
@@ -372,13 +399,8 @@ def judgment_submit(
         rationale=verdict.rationale.strip(),
         source=source,
     )
-    if verdict.edit_text.strip():
-        base_side = verdict.edit_base or verdict.preferred
-        Edit.objects.create(
-            judgment=judgment,
-            base_sample_id=comparison.sample_a_id if base_side == Side.A else comparison.sample_b_id,
-            text=verdict.edit_text.replace("\r\n", "\n").strip(),
-        )
+    if edit is not None:
+        Edit.objects.create(judgment=judgment, base_sample_id=edit[0], text=edit[1])
     assignment.status = AssignmentStatus.SUBMITTED
     assignment.completed_at = now
     assignment.save(update_fields=["status", "completed_at"])

@@ -170,6 +170,15 @@ def test_model_names_sample_ids_and_sides_never_reach_the_page(client, alice, se
             assert not re.search(r"sample|comparison|model", url), url
 
 
+def test_the_home_and_project_pages_do_not_name_the_models_to_annotators(client, alice, lee, secret_round):
+    project = secret_round.project
+    for user, shows in ((alice, False), (lee, True)):
+        client.force_login(user)
+        for url in ("/", f"/projects/{project.slug}/"):
+            html = client.get(url).content.decode()
+            assert ("secret-model-x" in html) is shows, (user.username, url)
+
+
 def test_the_raw_answer_text_is_escaped_in_the_page(client, alice, round_):
     evil = "</textarea><script>window.__xss=1</script><img src=x onerror=alert(1)>"
     make_pairs(round_, 1, texts=lambda i: (evil, "Fine."))

@@ -24,6 +24,7 @@ from annotation.models import (
     Assignment,
     AssignmentStatus,
     Comparison,
+    Edit,
     EditPolicy,
     Judgment,
     Prompt,
@@ -190,6 +191,18 @@ def test_a_teacher_critic_edit_is_saved_with_the_judgment_from_the_chosen_base(p
     assert judgment.edit.text == "A good answer."
     assert judgment.edit.base_sample_id == comparison.sample_b_id
     assert judgment.strength == ""
+
+
+def test_an_edit_identical_to_its_base_is_refused_when_required_and_dropped_when_optional(project, round_, alice, bob):
+    [comparison] = fill(round_, 1, required=2)
+    held = claim(alice, project)
+    unchanged = Verdict(preferred="both_bad", safety="both_safe", edit_text=" old 0 ", edit_base="A")
+    with pytest.raises(AssignmentRefused, match="same as the answer"):
+        judge(alice, held, unchanged)
+    project.edit_policy = EditPolicy.OPTIONAL
+    project.save()
+    judgment, _ = judge(alice, held, Verdict(preferred="A", strength="better", safety="both_safe", edit_text="old 0"))
+    assert not Edit.objects.filter(judgment=judgment).exists()
 
 
 def test_sides_are_randomised_and_recorded_and_judgments_stay_in_sample_terms(project, round_, alice):

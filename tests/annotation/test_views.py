@@ -120,7 +120,8 @@ def test_home_lists_the_project_for_each_role(client, round_, user, request):
     html = response.content.decode()
     assert "Helpfulness v1" in html
     assert reverse("project-detail", args=[round_.project.slug]) in html
-    assert str(round_) in html
+    # annotators judge blind: they see "Round 1", never the model names in the round's name
+    assert (str(round_) if user != "alice" else f"Round {round_.number}") in html
 
 
 def test_home_shows_each_role_its_own_links(client, alice, lee, maya, project):
@@ -163,7 +164,7 @@ def test_the_project_page_renders_guidelines_as_markdown(client, alice, round_):
     html = response.content.decode()
     assert response.status_code == 200
     assert "Pick the <strong>better</strong> answer." in html
-    assert str(round_) in html
+    assert f"Round {round_.number}" in html and "chat-v1" not in html
     assert 'enctype="multipart/form-data"' not in html  # annotators get no import form
     assert pairs_url(round_) not in html
 
