@@ -45,6 +45,7 @@ from annotation.forms import (
 from annotation.imports import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
 from annotation.models import Assignment, Judgment, Project, Round, RoundStatus, Side
 from annotation.roles import ROLE_LABELS, Role, has_role
+from annotation import selectors
 from annotation.selectors import comparison_list, project_get, project_list, round_list
 
 logger = logging.getLogger(__name__)
@@ -249,9 +250,7 @@ class PairScreen:
 
 
 def _pair_screen(assignment_id: int) -> PairScreen:
-    assignment = Assignment.objects.select_related(
-        "comparison__prompt", "comparison__sample_a", "comparison__sample_b"
-    ).get(pk=assignment_id)
+    assignment = selectors.assignment_for_annotator(pk=assignment_id)
     comparison = assignment.comparison
     left, right = (
         (comparison.sample_a, comparison.sample_b)
@@ -275,12 +274,6 @@ def _pair_screen(assignment_id: int) -> PairScreen:
         right_text=right.text,
         lease_seconds_left=max(0, int((assignment.lease_expires_at - timezone.now()).total_seconds())),
     )
-
-
-def _judged_today(user) -> int:
-    # timezone.now() is UTC (USE_TZ), so this is the last midnight UTC.
-    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    return Judgment.objects.filter(annotator=user, created_at__gte=midnight).count()
 
 
 def _annotator_project(request: HttpRequest, slug: str) -> Project:
@@ -321,7 +314,7 @@ def _render_workspace(
         "pair": pair,
         "no_work": no_work,
         "retry_after": max(2, no_work.retry_after_seconds) if no_work and no_work.retry_after_seconds else None,
-        "judged_today": _judged_today(request.user),
+        "judged_today": selectors.judged_today_count(annotator=request.user),
         "values": values or {},
         "errors": errors,
         "general_errors": general_errors,
