@@ -41,7 +41,6 @@ from annotation.assignment import (
     assignment_skip,
     judgment_submit,
     sample_to_screen,
-    screen_to_sample,
 )
 from annotation.imports import (
     FileFormat,
@@ -953,21 +952,18 @@ class JudgmentSubmitApi(BaseApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        left = selectors.assignment_left(pk=pk, annotator=request.user)
-        if left is None:
-            return Response({"detail": "This assignment does not exist or is not yours."}, status=404)
-        verdict = Verdict(
-            preferred=screen_to_sample(data["choice"], left),
+        verdict = Verdict(  # in screen terms: the engine knows which side was left
+            preferred=data["choice"],
             strength=data["strength"],
             safety=data["safety"],
             rationale=data["rationale"],
             time_spent_ms=data["time_spent_ms"],
             edit_text=data["edit_text"],
-            edit_base=screen_to_sample(data["edit_base"], left) if data["edit_base"] else "",
+            edit_base=data["edit_base"],
         )
         try:
             judgment, created = judgment_submit(
-                assignment_id=pk, annotator=request.user, verdict=verdict, source=JudgmentSource.API
+                assignment_id=pk, annotator=request.user, verdict=verdict, source=JudgmentSource.API, screen=True
             )
         except AssignmentRefused as exc:
             return _refused(exc)

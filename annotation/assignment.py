@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -72,10 +72,21 @@ class NoWork:
 # --- Claiming ----------------------------------------------------------------------
 
 
+def open_rounds_key(project_id: int) -> str:
+    return f"assignment:open-rounds:{project_id}"
+
+
 def _open_round_ids(project: Project) -> list[int]:
-    return list(
-        Round.objects.filter(project=project, status=RoundStatus.OPEN).order_by("id").values_list("id", flat=True)
-    )
+    # Cached briefly: asked on every claim, changed only when a lead opens or closes a
+    # round (round_open / round_close drop the entry; submissions re-check the status).
+    key = open_rounds_key(project.pk)
+    ids = cache.get(key)
+    if ids is None:
+        ids = list(
+            Round.objects.filter(project=project, status=RoundStatus.OPEN).order_by("id").values_list("id", flat=True)
+        )
+        cache.set(key, ids, 30)
+    return ids
 
 
 def _live_leases(annotator, project: Project, now) -> list[Assignment]:
@@ -172,31 +183,43 @@ def assignment_next(*, annotator, project: Project, exclude: tuple[int, ...] = (
     round_ids = _open_round_ids(project)
     if not round_ids:
         return NoWork("No round of this project is open for annotation right now.")
-    assignments_reclaim_expired(project=project, now=now, limit=100)
+    # Reclaiming looks at the lease index; once every few seconds per project is enough
+    # (a lease is at least 30 s long), and always when the pool seems empty.
+    reclaimed = cache.add(f"assignment:reclaimed:{project.pk}", 1, 5)
+    if reclaimed:
+        assignments_reclaim_expired(project=project, now=now, limit=100)
     pools = ["partly", "fresh"]
     if project.gold_rate > 0 and secrets.randbelow(1_000_000) < project.gold_rate * 1_000_000:
         pools.insert(0, "gold")
+    claimed = _claim(annotator, project, round_ids, pools, now)
+    if claimed is None and not reclaimed and assignments_reclaim_expired(project=project, now=now, limit=100):
+        claimed = _claim(annotator, project, round_ids, pools, now)
+    return claimed if claimed is not None else _why_no_work(annotator, round_ids, now)
+
+
+@transaction.atomic
+def _claim(annotator, project: Project, round_ids: list[int], pools: list[str], now) -> Assignment | None:
+    """One transaction: lock a comparison from the first pool that has one, take a slot, lease it."""
     for pool in pools:
-        with transaction.atomic():
-            comparison_id = _pick(round_ids, annotator.pk, pool)
-            if comparison_id is None:
-                continue
-            # The row is locked (PostgreSQL) or the database is (SQLite), so the guard
-            # cannot fail; it stays as a second line of defence. Gold items are judged
-            # by everyone: their slots are counted but not capped.
-            slots = Comparison.objects.filter(pk=comparison_id)
-            if pool != "gold":
-                slots = slots.filter(taken__lt=F("required_judgments"))
-            if not slots.update(taken=F("taken") + 1):
-                continue
-            return Assignment.objects.create(
-                comparison_id=comparison_id,
-                annotator=annotator,
-                left=Side.A if secrets.randbelow(2) == 0 else Side.B,
-                leased_at=now,
-                lease_expires_at=now + timedelta(seconds=project.lease_seconds),
-            )
-    return _why_no_work(annotator, round_ids, now)
+        comparison_id = _pick(round_ids, annotator.pk, pool)
+        if comparison_id is None:
+            continue
+        # The row is locked (PostgreSQL) or the database is (SQLite), so the guard cannot
+        # fail; it stays as a second line of defence. Gold items are judged by everyone:
+        # their slots are counted but not capped.
+        slots = Comparison.objects.filter(pk=comparison_id)
+        if pool != "gold":
+            slots = slots.filter(taken__lt=F("required_judgments"))
+        if not slots.update(taken=F("taken") + 1):
+            continue
+        return Assignment.objects.create(
+            comparison_id=comparison_id,
+            annotator=annotator,
+            left=Side.A if secrets.randbelow(2) == 0 else Side.B,
+            leased_at=now,
+            lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+        )
+    return None
 
 
 def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
@@ -223,10 +246,9 @@ def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
 # --- Skipping and submitting -------------------------------------------------------
 
 
-def _locked_assignment(assignment_id: int, annotator) -> Assignment:
-    qs = Assignment.objects.select_related(
-        "comparison__round__project", "comparison__sample_a", "comparison__sample_b"
-    )
+def _locked_assignment(assignment_id: int, annotator, *, with_judgment: bool = False) -> Assignment:
+    related = ["comparison__round__project", "comparison__sample_a", "comparison__sample_b"]
+    qs = Assignment.objects.select_related(*related, *(["judgment"] if with_judgment else []))
     if connection.vendor == "postgresql":
         qs = qs.select_for_update(of=("self",))
     assignment = qs.filter(pk=assignment_id).first()
@@ -368,17 +390,26 @@ def _edit(verdict: Verdict, comparison: Comparison, project: Project) -> tuple[i
 
 @transaction.atomic
 def judgment_submit(
-    *, assignment_id: int, annotator, verdict: Verdict, source: str = JudgmentSource.UI
+    *, assignment_id: int, annotator, verdict: Verdict, source: str = JudgmentSource.UI, screen: bool = False
 ) -> tuple[Judgment, bool]:
     """Save the judgment (and edit) for an assignment. Returns (judgment, created).
+
+    With ``screen=True`` the verdict's ``preferred`` and ``edit_base`` are in screen
+    terms (left/right) and are turned into sample terms with the assignment's side.
 
     Idempotent: a retried or double-clicked submission returns the judgment already
     saved (the assignment row is locked, so two at once are serialised).
     """
-    assignment = _locked_assignment(assignment_id, annotator)
-    existing = Judgment.objects.filter(assignment=assignment).select_related("edit").first()
+    assignment = _locked_assignment(assignment_id, annotator, with_judgment=True)
+    existing = getattr(assignment, "judgment", None)
     if existing is not None:
         return existing, False
+    if screen:
+        verdict = replace(
+            verdict,
+            preferred=screen_to_sample(verdict.preferred, assignment.left),
+            edit_base=screen_to_sample(verdict.edit_base, assignment.left) if verdict.edit_base else "",
+        )
     project = assignment.comparison.round.project
     if assignment.comparison.round.status == RoundStatus.CLOSED:
         raise AssignmentRefused("This round is closed; judgments are no longer taken.", code="closed")

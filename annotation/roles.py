@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from django.core.cache import cache
 from django.http import HttpRequest
 
 
@@ -41,6 +42,13 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
 }
 
 
+ROLES_CACHE_SECONDS = 300
+
+
+def _roles_key(user_id: int) -> str:
+    return f"roles:{user_id}"
+
+
 def user_roles(user: Any) -> set[Role]:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return set()
@@ -48,10 +56,19 @@ def user_roles(user: Any) -> set[Role]:
         return set(Role)
     cached = getattr(user, "_prefdata_roles", None)
     if cached is None:
-        names = set(user.groups.values_list("name", flat=True))
+        # Every request checks roles: keep them in the cache (Redis in production), not a
+        # groups query per request. Changes of a user's groups drop the entry (apps.py).
+        names = cache.get(_roles_key(user.pk))
+        if names is None:
+            names = list(user.groups.values_list("name", flat=True))
+            cache.set(_roles_key(user.pk), names, ROLES_CACHE_SECONDS)
         cached = {role for role in Role if role.value in names}
         user._prefdata_roles = cached
     return cached
+
+
+def roles_forget(user_ids) -> None:
+    cache.delete_many([_roles_key(pk) for pk in user_ids])
 
 
 def has_role(user: Any, *roles: Role) -> bool:

@@ -12,12 +12,14 @@ from typing import Any
 import orjson
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from annotation.assignment import open_rounds_key
 from annotation.authentication import hash_key, new_key
 from annotation.models import ApiToken, Comparison, PairingStrategy, Project, Prompt, Round, RoundStatus, Sample
 from annotation.roles import ROLE_PERMISSIONS, Role
@@ -180,7 +182,15 @@ def round_create(
     )
     round_.full_clean()
     round_.save()
+    _forget_open_rounds(project.pk)
     return round_
+
+
+def _forget_open_rounds(project_id: int) -> None:
+    # Now (this transaction's later reads) and after commit (a claim in between may have
+    # cached the old list again).
+    cache.delete(open_rounds_key(project_id))
+    transaction.on_commit(lambda: cache.delete(open_rounds_key(project_id)))
 
 
 @transaction.atomic
@@ -188,6 +198,7 @@ def round_open(*, round_: Round) -> Round:
     if round_.status == RoundStatus.CLOSED:
         raise ValidationError("A closed round cannot be reopened; start a new round.")
     Round.objects.filter(pk=round_.pk).update(status=RoundStatus.OPEN, opened_at=round_.opened_at or timezone.now())
+    _forget_open_rounds(round_.project_id)
     round_.refresh_from_db()
     return round_
 
@@ -195,6 +206,7 @@ def round_open(*, round_: Round) -> Round:
 @transaction.atomic
 def round_close(*, round_: Round) -> Round:
     Round.objects.filter(pk=round_.pk).update(status=RoundStatus.CLOSED, closed_at=timezone.now())
+    _forget_open_rounds(round_.project_id)
     round_.refresh_from_db()
     return round_
 

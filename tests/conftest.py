@@ -31,6 +31,15 @@ def pytest_collection_modifyitems(config, items):
             )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Cached roles and id ranges are keyed by primary keys, which tests reuse."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def alice(db):
     return user_create(username="alice", password=PASSWORD, roles=[Role.ANNOTATOR])
