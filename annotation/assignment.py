@@ -27,7 +27,6 @@ import random
 import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -101,12 +100,12 @@ def _live_leases(annotator, project: Project, now) -> list[Assignment]:
     )
 
 
-def _id_range(round_ids: list[int]) -> tuple[int, int] | None:
-    """The id range of the rounds' comparisons, cached: it only spreads the scans' starts."""
-    key = "assignment:id-range:" + ",".join(map(str, round_ids))
+def _id_range(round_id: int) -> tuple[int, int] | None:
+    """The id range of a round's comparisons, cached: it only spreads the scans' starts."""
+    key = f"assignment:id-range:{round_id}"
     cached = cache.get(key)
     if cached is None:
-        bounds = Comparison.objects.filter(round_id__in=round_ids).aggregate(low=Min("id"), high=Max("id"))
+        bounds = Comparison.objects.filter(round_id=round_id).aggregate(low=Min("id"), high=Max("id"))
         if bounds["low"] is None:
             return None
         cached = (bounds["low"], bounds["high"])
@@ -114,29 +113,50 @@ def _id_range(round_ids: list[int]) -> tuple[int, int] | None:
     return cached
 
 
+# At most this many pool rows are looked at per scan: an annotator fast enough to have
+# judged most of the partly-taken pool must not pay for a walk over all of it on every
+# claim (those rows wait for other annotators); past the window the next pool is tried.
+SCAN_WINDOW = 256
+
+_POOLS = {
+    "partly": "c.is_gold = false AND c.taken > 0 AND c.taken < c.required_judgments",
+    "fresh": "c.is_gold = false AND c.taken = 0",
+    "gold": "c.is_gold = true",
+}
+
+
 def _pick(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
-    """Lock and return one comparison id from ``pool`` with a free slot for this annotator."""
-    conditions = {
-        "partly": "c.is_gold = false AND c.taken > 0 AND c.taken < c.required_judgments",
-        "fresh": "c.is_gold = false AND c.taken = 0",
-        "gold": "c.is_gold = true",
-    }[pool]
-    if connection.vendor == "postgresql":
-        rounds_sql, lock = "c.round_id = ANY(%s)", " FOR UPDATE OF c SKIP LOCKED"
-        rounds_param: Any = round_ids
-    else:
-        rounds_sql, lock = "c.round_id IN (SELECT value FROM json_each(%s))", ""
-        rounds_param = "[" + ",".join(str(r) for r in round_ids) + "]"
-    base = (
+    """Lock and return one comparison id from ``pool`` with a free slot for this annotator.
+
+    One round at a time (``round_id = %s``, not ``= ANY``): only then can PostgreSQL read
+    the pool's partial (round, id) index in id order instead of walking the whole table.
+    The window subquery bounds the rows looked at; the outer query repeats the pool's
+    condition so that, after waiting for nothing (SKIP LOCKED) and locking the row,
+    PostgreSQL re-checks it on the row's latest version.
+    """
+    cond = _POOLS[pool]
+    lock = " FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = (
         "SELECT c.id FROM annotation_comparison c "
-        f"WHERE {rounds_sql} AND {conditions} AND c.id {{op}} %s "
-        "AND NOT EXISTS (SELECT 1 FROM annotation_assignment a "
-        "                WHERE a.comparison_id = c.id AND a.annotator_id = %s) "
-        "ORDER BY c.id {order} LIMIT 1" + lock
+        "WHERE c.id IN (SELECT c.id FROM annotation_comparison c "
+        f"              WHERE c.round_id = %s AND {cond} AND c.id {{op}} %s ORDER BY c.id LIMIT {SCAN_WINDOW}) "
+        f"AND {cond} "
+        "AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.comparison_id = c.id AND a.annotator_id = %s) "
+        "ORDER BY c.id LIMIT 1" + lock
     )
-    bounds = _id_range(round_ids)
-    if bounds is None:
-        return None
+    with connection.cursor() as cursor:
+        for round_id in round_ids:
+            bounds = _id_range(round_id)
+            if bounds is None:
+                continue
+            start = random.randint(*bounds)
+            # From a random point upwards, then wrap round below it.
+            for op in (">=", "<"):
+                cursor.execute(sql.format(op=op), [round_id, start, annotator_id])
+                row = cursor.fetchone()
+                if row:
+                    return row[0]
+    return None
     start = random.randint(*bounds)
     with connection.cursor() as cursor:
         # From a random point upwards, then wrap round below it.

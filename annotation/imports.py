@@ -44,7 +44,7 @@ from django.db.models import F
 from django.utils import timezone
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from annotation.bulk import allocate_ids, constraints_immediate, fetch, in_values, insert_rows
+from annotation.bulk import allocate_ids, analyze, constraints_immediate, fetch, in_values, insert_rows
 from annotation.models import (
     Comparison,
     Judgment,
@@ -69,6 +69,10 @@ from annotation.services import (
     round_create,
     text_hash,
 )
+
+
+# Imports that write at least this many rows refresh the planner's statistics.
+ANALYZE_AFTER_ROWS = 10_000
 
 
 class ImportKind(StrEnum):
@@ -1009,6 +1013,8 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
     except DatabaseError:
         report.committed = False
         raise
+    if report.committed and sum(report.created.values()) >= ANALYZE_AFTER_ROWS:
+        analyze([Prompt, Sample, Comparison, Judgment])
     if not report.committed:
         report.created = {}
         if options.round is None:

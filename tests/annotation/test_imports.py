@@ -304,3 +304,18 @@ def test_the_import_command_fails_loudly_and_names_the_line(project, tmp_path, c
     path.write_text(jsonl([pair(1, label=1)]))
     call_command("import_data", "pairs", str(path), "--project", project.slug, "--source", "cli")
     assert Comparison.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_a_large_import_refreshes_the_planners_statistics(project, monkeypatch):
+    from django.db import connection
+
+    from annotation import imports
+
+    monkeypatch.setattr(imports, "ANALYZE_AFTER_ROWS", 10)
+    run(project, "pairs", jsonl([pair(i) for i in range(5)]))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = 'annotation_comparison'"
+        )
+        assert cursor.fetchone()[0] == 5  # the planner now knows the table's size
