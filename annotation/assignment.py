@@ -47,6 +47,7 @@ from annotation.models import (
     Round,
     RoundStatus,
     Safety,
+    Sample,
     Side,
     Strength,
 )
@@ -267,8 +268,8 @@ def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
 
 
 def _locked_assignment(assignment_id: int, annotator, *, with_judgment: bool = False) -> Assignment:
-    related = ["comparison__round__project", "comparison__sample_a", "comparison__sample_b"]
-    qs = Assignment.objects.select_related(*related, *(["judgment"] if with_judgment else []))
+    # Sample texts are not read here: only an edit needs its base text (_edit loads it).
+    qs = Assignment.objects.select_related("comparison__round__project", *(["judgment"] if with_judgment else []))
     if connection.vendor == "postgresql":
         qs = qs.select_for_update(of=("self",))
     assignment = qs.filter(pk=assignment_id).first()
@@ -397,15 +398,16 @@ def _edit(verdict: Verdict, comparison: Comparison, project: Project) -> tuple[i
     if not text:
         return None
     base_side = verdict.edit_base or verdict.preferred
-    base = comparison.sample_a if base_side == Side.A else comparison.sample_b
-    if text == base.text.replace("\r\n", "\n").strip():
+    base_id = comparison.sample_a_id if base_side == Side.A else comparison.sample_b_id
+    base_text = Sample.objects.filter(pk=base_id).values_list("text", flat=True).get()
+    if text == base_text.replace("\r\n", "\n").strip():
         required = project.edit_policy == EditPolicy.ALWAYS or (
             project.edit_policy == EditPolicy.REQUIRED_WHEN_BOTH_BAD and verdict.preferred == Preference.BOTH_BAD
         )
         if required:
             raise AssignmentRefused({"edit_text": "Your edit is the same as the answer it starts from: improve it."})
         return None
-    return base.pk, text
+    return base_id, text
 
 
 @transaction.atomic

@@ -24,11 +24,15 @@ and ``POST /api/tasks/<id>/annotations/``, and counts tasks handed to more annot
 once than the overlap allows (client side: every task id /next returned, and to whom) plus
 over-annotated tasks in its database.
 
-    createdb -h 127.0.0.1 -U postgres ...   # not needed: the script (re)creates its databases
-    .venv/bin/python bench/annotate_bench.py --workers 4 --json-out /tmp/ours.json
+    # PostgreSQL at 127.0.0.1:5432, user postgres, trust auth; the script (re)creates its databases.
+    .venv/bin/python bench/annotate_bench.py --workers 2 --worker-class gthread --threads 8 \\
+        --json-out /tmp/ours-pg.json
+    python3.11 -m venv /tmp/ls-venv && /tmp/ls-venv/bin/pip install 'label-studio==1.23.*'
     .venv/bin/python bench/annotate_bench.py --target labelstudio --ls-venv /tmp/ls-venv \\
-        --ls-db sqlite --ls-url http://127.0.0.1:8080 --json-out /tmp/ls-sqlite.json
-    .venv/bin/python bench/annotate_bench.py --report /tmp/ours.json /tmp/ls-sqlite.json /tmp/ls-pg.json
+        --ls-db sqlite --ls-url http://127.0.0.1:8080 --json-out /tmp/ls-sqlite.json   # then --ls-db postgres
+    .venv/bin/python bench/annotate_bench.py --report /tmp/ours-pg.json /tmp/ls-sqlite.json /tmp/ls-pg.json
+
+Results and the commands used are in docs/BENCHMARKS.md.
 
 ``--profile`` (ours): one sync worker under cProfile plus a timer on every SQL statement
 (Django execute_wrapper), dumped when the worker exits; prints the top functions and
@@ -91,8 +95,12 @@ class Http:
     """One annotator's connection. Reconnects when the server closed it (a sync worker's
     ``Connection: close``, an idle keep-alive timeout); the reconnect is in the latency."""
 
-    def __init__(self, host: str, port: int, token: str):
+    def __init__(self, host: str, port: int, token: str, resend_post: bool = True):
         self.host, self.port = host, port
+        # Resending a request whose keep-alive connection turned out closed is safe for
+        # ours (next returns the live lease, a judgment submit is idempotent), not for a
+        # Label Studio annotation POST (it could save a second annotation).
+        self.resend_post = resend_post
         self.prefix = (f"Host: {host}:{port}\r\nAuthorization: Token {token}\r\n"
                        "Accept: application/json\r\nUser-Agent: annotate-bench\r\n")
         self.reader: asyncio.StreamReader | None = None
@@ -114,13 +122,13 @@ class Http:
             head += "Content-Type: application/json\r\n"
         raw = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         try:
-            return await asyncio.wait_for(self._exchange(raw), timeout)
+            return await asyncio.wait_for(self._exchange(raw, method == "GET" or self.resend_post), timeout)
         except BaseException:
             self.close()
             raise
 
-    async def _exchange(self, raw: bytes) -> tuple[int, bytes]:
-        for _attempt in range(2):
+    async def _exchange(self, raw: bytes, may_resend: bool) -> tuple[int, bytes]:
+        for _attempt in range(2 if may_resend else 1):
             reused = self.writer is not None
             if not reused:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -134,8 +142,8 @@ class Http:
             if line:
                 break
             self.close()
-            if not reused:
-                raise ConnectionError("the server closed a fresh connection")
+            if not reused or not may_resend:
+                raise ConnectionError("the server closed the connection without an answer")
         parts = line.split()
         status = int(parts[1])
         headers: dict[str, str] = {}
@@ -172,6 +180,7 @@ class Http:
 class Stats:
     def __init__(self) -> None:
         self.lat: dict[str, list[float]] = {"next": [], "submit": []}
+        self.ends: dict[str, list[float]] = {"next": [], "submit": []}
         self.status: dict[str, dict[str, int]] = {"next": {}, "submit": {}}
         self.pairs = 0  # submits accepted (201) that completed inside the window
         self.pairs_late = 0  # accepted after the window (in flight at its end)
@@ -188,6 +197,7 @@ class Stats:
 
     def add(self, op: str, started: float, ended: float, status: int | str) -> None:
         self.lat[op].append((ended - started) * 1000)
+        self.ends[op].append(ended)
         key = str(status)
         self.status[op][key] = self.status[op].get(key, 0) + 1
 
@@ -380,7 +390,7 @@ async def run_level(target: Target, tokens: list[str], project, n: int, seconds:
         spy = subprocess.Popen([py_spy, "record", "--pid", str(server_pid), "--subprocesses", "--nonblocking",
                                 "--rate", str(rate), "--format", "raw", "--duration", str(int(seconds)),
                                 "--output", str(spy_out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    conns = [Http(target.host, target.port, tokens[i]) for i in range(n)]
+    conns = [Http(target.host, target.port, tokens[i], resend_post=isinstance(target, OursTarget)) for i in range(n)]
     server_pids = process_tree(server_pid)
     pg = postgres_pids()
     cpu0 = (cpu_seconds(server_pids), cpu_seconds(pg), time.process_time(), machine_busy())
@@ -429,6 +439,11 @@ async def run_level(target: Target, tokens: list[str], project, n: int, seconds:
         v = stats.lat[op]
         result[op] = {"count": len(v), "p50": pct(v, 50), "p95": pct(v, 95), "p99": pct(v, 99),
                       "max": max(v) if v else float("nan"), "mean": sum(v) / len(v) if v else float("nan")}
+        # Does it slow down as the run goes on? p50 of the first and of the last fifth.
+        ordered = [lat for _, lat in sorted(zip(stats.ends[op], v))]
+        fifth = max(1, len(ordered) // 5)
+        result[op]["p50_first_fifth"] = pct(ordered[:fifth], 50)
+        result[op]["p50_last_fifth"] = pct(ordered[-fifth:], 50)
     if isinstance(target, LabelStudioTarget):
         result["ls_client"] = {"tasks_handed": len(stats.handed), "handed_to_two_at_once": len(stats.concurrent),
                                "overbooked": len(stats.overbooked), "repeat_while_held": stats.repeat,
@@ -442,7 +457,7 @@ def project_names(levels: list[tuple[str, int, float]], retries: int) -> list[st
 
 
 def run_levels(args, target: Target, tokens: list[str], levels, project_of, server_pid: int, grace: float,
-               spy_dir: Path | None = None) -> list[dict]:
+               spy_dir: Path | None = None, before_level=None) -> list[dict]:
     """Each level in turn, on a quiet machine; a level that shared the CPU with other work
     (more than --max-other cores) is run again on a fresh project, up to --retries times."""
     out = []
@@ -450,6 +465,8 @@ def run_levels(args, target: Target, tokens: list[str], levels, project_of, serv
         think = (args.think_min, args.think_max) if mode == "realistic" else None
         others = []
         for attempt in range(args.retries + 1):
+            if before_level is not None:
+                before_level()
             busy = wait_idle(args.idle_pct, args.idle_wait)
             name = f"annbench-{mode}-{n}-{attempt}"
             spy_out = spy_dir / f"py-spy-{mode}-{n}-{attempt}.txt" if spy_dir else None
@@ -652,8 +669,16 @@ def run_ours(args, levels: list[tuple[str, int, float]]) -> dict:
         tokens = seed["tokens"]
         sync_call(run_level(target, tokens, "annbench-warmup", min(10, len(tokens)), 3, None, args.overlap,
                             proc.pid, grace=30))
+        analyze = None
+        if args.db == "postgres" and not args.no_analyze:
+            def analyze() -> None:
+                # This PostgreSQL runs with autovacuum = off (its CI configuration); in
+                # production autovacuum keeps the planner's statistics fresh as the
+                # assignment and judgment tables grow. Do its work between levels.
+                subprocess.run(["psql", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", args.db_name,
+                                "-qc", "ANALYZE"], check=True)
         results["levels"] = run_levels(args, target, tokens, levels, lambda name: name, proc.pid, 60,
-                                       spy_dir=tmp if args.py_spy else None)
+                                       spy_dir=tmp if args.py_spy else None, before_level=analyze)
     finally:
         stop(proc)
         log.close()
@@ -835,8 +860,13 @@ def django_task(task: str, spec: dict) -> None:
 
 
 def explain_picks(cur, slugs: list[str]) -> list[dict]:
-    """EXPLAIN ANALYZE of the engine's two pool scans, for the busiest annotator of the
-    largest capacity project (the plans behind assignment_next's cost)."""
+    """EXPLAIN ANALYZE of the statements the engine's pool scans run (``_pick``, captured
+    as they are sent, so this follows the engine's SQL), for the busiest annotator of the
+    first project; in a transaction that is rolled back."""
+    from django.db import connection, transaction
+
+    from annotation import assignment as engine
+
     slug = slugs[0]
     cur.execute("SELECT r.id FROM annotation_round r JOIN annotation_project p ON p.id = r.project_id "
                 "WHERE p.slug = %s", [slug])
@@ -847,16 +877,28 @@ def explain_picks(cur, slugs: list[str]) -> list[dict]:
     if not row:
         return []
     annotator = row[0]
-    cur.execute("SELECT min(id) FROM annotation_comparison WHERE round_id = ANY(%s)", [rounds])
-    low = cur.fetchone()[0]
+    captured: list[tuple[str, object]] = []
+
+    def capture(execute, sql, params, many, context):
+        captured.append((sql, params))
+        return execute(sql, params, many, context)
+
     plans = []
-    for cond in ("c.is_gold = false AND c.taken > 0 AND c.taken < c.required_judgments",
-                 "c.is_gold = false AND c.taken = 0"):
-        sql = ("SELECT c.id FROM annotation_comparison c WHERE c.round_id = ANY(%s) AND " + cond +
-               " AND c.id >= %s AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.comparison_id = c.id "
-               "AND a.annotator_id = %s) ORDER BY c.id ASC LIMIT 1 FOR UPDATE OF c SKIP LOCKED")
-        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, [rounds, low, annotator])
-        plans.append({"query": f"{slug} annotator {annotator}: " + cond, "plan": [r[0] for r in cur.fetchall()]})
+    try:
+        with transaction.atomic():
+            with connection.execute_wrapper(capture):
+                for pool in ("partly", "fresh"):
+                    engine._pick(rounds, annotator, pool)
+            with connection.cursor() as c2:
+                for sql, params in captured:
+                    if "annotation_comparison" not in sql or not sql.lstrip().upper().startswith("SELECT"):
+                        continue
+                    c2.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                    plans.append({"query": f"{slug} annotator {annotator}: " + " ".join(sql.split())[:300],
+                                  "plan": [r[0] for r in c2.fetchall()]})
+            transaction.set_rollback(True)
+    except Exception as exc:  # noqa: BLE001 - a private function may change shape
+        plans.append({"query": f"could not EXPLAIN the engine's scans: {exc!r}", "plan": []})
     return plans
 
 
@@ -985,6 +1027,14 @@ def run_labelstudio(args, levels: list[tuple[str, int, float]]) -> dict:
     finally:
         stop(proc, timeout=30)
         log.close()
+    errors: dict[str, int] = {}
+    for line in (data_dir / "label-studio.log").read_text(errors="replace").splitlines():
+        if any(k in line for k in ("Error:", "Exception:", "OperationalError", "locked", "too many clients")):
+            key = line.strip()[:200]
+            errors[key] = errors.get(key, 0) + 1
+    results["server_errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1])[:8])
+    for line, count in results["server_errors"].items():
+        print(f"  Label Studio log: {count}x {line}")
     with open(data_dir / "ls-django.log", "a") as err:
         out = subprocess.run([ls_py, __file__, "--_ls-django", "verify",
                               json.dumps({"projects": {r["project"]: projects[r["project"]]
@@ -1061,6 +1111,18 @@ def report(paths: list[str]) -> None:
 # --- Main -----------------------------------------------------------------------------------------
 
 
+def code_version() -> str:
+    """The commit measured (and whether application files differed from it)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "annotation", "config", "models_service",
+                                "rlhf_export"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return head + (" + uncommitted application changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def parse_levels(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -1102,7 +1164,8 @@ def main() -> None:
     ours.add_argument("--py-spy-rate", type=int, default=50, help="samples per second (py-spy costs CPU too)")
     ours.add_argument("--profile-top", type=int, default=25)
     ours.add_argument("--no-analyze", action="store_true",
-                      help="skip ANALYZE after seeding (planner statistics as left by the bulk import)")
+                      help="no ANALYZE after seeding and before each level (autovacuum is off on this "
+                      "PostgreSQL): planner statistics as left by the bulk import")
     ours.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the pool scans after the run")
     ours.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, profiles)")
     ls = p.add_argument_group("Label Studio")
@@ -1122,10 +1185,12 @@ def main() -> None:
         levels += [("capacity", n, args.capacity_seconds) for n in parse_levels(args.capacity_levels)]
     if "realistic" in modes:
         levels += [("realistic", n, args.realistic_seconds) for n in parse_levels(args.realistic_levels)]
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; target {args.target}", flush=True)
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; target {args.target}; "
+          f"code {code_version()}", flush=True)
     started = time.perf_counter()
     results = run_ours(args, levels) if args.target == "ours" else run_labelstudio(args, levels)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["code"] = code_version()
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
     print(f"done in {results['total_seconds']}s")
