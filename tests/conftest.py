@@ -3,6 +3,8 @@ alice and bob annotate, lee leads, maya is the ML engineer."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
@@ -86,3 +88,19 @@ def token_client(user) -> APIClient:
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags_of(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    """Every start tag of a page with its attributes, as a browser's parser sees them."""
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 
 from django.template import Context, Template
 from django.utils.safestring import SafeString
 
 from annotation.markdown import render_markdown
-
-
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
-def tags_of(html: str) -> list[tuple[str, dict[str, str | None]]]:
-    parser = _Tags()
-    parser.feed(html)
-    return parser.tags
+from tests.conftest import tags_of
 
 
 def test_raw_html_in_model_text_shows_as_text_and_never_becomes_a_tag():

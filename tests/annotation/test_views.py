@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from html.parser import HTMLParser
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -14,6 +13,7 @@ from django.urls import reverse
 from annotation.imports import ImportKind, ImportOptions, import_run
 from annotation.models import Comparison, Judgment, Prompt, Round, Sample
 from tests.conftest import PASSWORD
+from tests.conftest import tags_of
 
 LLMBAR = [
     {"input": "Name a prime number.", "output_1": "7 is prime.", "output_2": "8 is prime.", "label": 1},
@@ -34,21 +34,6 @@ def import_pairs(project, records, source="test") -> Round:
     )
     assert report.committed, report.errors
     return Round.objects.get(pk=report.round_id)
-
-
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-
-def tags_of(html: str) -> list[tuple[str, dict[str, str | None]]]:
-    parser = _Tags()
-    parser.feed(html)
-    return parser.tags
 
 
 def pairs_url(round_) -> str:
