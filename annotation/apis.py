@@ -739,8 +739,8 @@ class ImportApi(BaseApi):
             file_format=FileFormat(data["format"]) if data["format"] else None,
             model_a=data["model_a"],
             model_b=data["model_b"],
-            label_columns=tuple(data["label_columns"]) or ("label",),
-            extra_tags=tuple(dict.fromkeys(t.strip().lower() for t in data["tags"] if t.strip())),
+            label_columns=tuple(data["label_columns"]),
+            extra_tags=tuple(data["tags"]),
         )
         upload = data["file"]
         try:

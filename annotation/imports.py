@@ -114,8 +114,16 @@ class ImportOptions:
     model_b: str = "model-b"
     label_columns: tuple[str, ...] = ("label",)
     extra_tags: tuple[str, ...] = ()
-    batch_size: int = 0
-    max_errors: int = 0
+    batch_size: int = 0  # 0: settings.IMPORT_BATCH_SIZE
+    max_errors: int = 0  # 0: settings.IMPORT_MAX_ERRORS
+
+    def __post_init__(self) -> None:
+        # Normalised here, once, for every caller (command, API, upload form).
+        self.source = self.source.strip()
+        self.label_columns = tuple(c.strip() for c in self.label_columns if c and c.strip()) or ("label",)
+        self.extra_tags = tuple(dict.fromkeys(t.strip().lower() for t in self.extra_tags if t and t.strip()))
+        self.batch_size = self.batch_size or settings.IMPORT_BATCH_SIZE
+        self.max_errors = self.max_errors or settings.IMPORT_MAX_ERRORS
 
 
 @dataclass
@@ -595,7 +603,7 @@ class _Importer:
 
     def error(self, line: int, field_name: str, message: str) -> None:
         self.report.error_count += 1
-        if len(self.report.errors) < (self.o.max_errors or settings.IMPORT_MAX_ERRORS):
+        if len(self.report.errors) < self.o.max_errors:
             self.report.errors.append(RowError(line, field_name, message))
 
     # prompts ----------------------------------------------------------------------
@@ -953,8 +961,7 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
     file_format = options.file_format or detect_format(filename, head)
     row_model = _ROW_MODELS[options.kind]
     known = _known_fields(options.kind, options)
-    batch_size = options.batch_size or settings.IMPORT_BATCH_SIZE
-    max_errors = options.max_errors or settings.IMPORT_MAX_ERRORS
+    batch_size, max_errors = options.batch_size, options.max_errors
     try:
         with transaction.atomic():
             constraints_immediate()

@@ -175,11 +175,6 @@ def assignment_for_annotator(*, pk: int) -> Assignment | None:
     )
 
 
-def assignment_left(*, pk: int, annotator: Any) -> str | None:
-    """Which sample the annotator saw on the left, or None when the assignment is not theirs."""
-    return Assignment.objects.filter(pk=pk, annotator=annotator).values_list("left", flat=True).first()
-
-
 def judged_today_count(*, annotator: Any) -> int:
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     return Judgment.objects.filter(annotator=annotator, created_at__gte=midnight).count()

@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -223,9 +223,9 @@ def round_build_comparisons(*, round_: Round, seed_a: int | None = None, seed_b:
     already = set(Comparison.objects.filter(round=round_).values_list("prompt_id", flat=True))
 
     def first_by_prompt(version_id: int, seed: int | None) -> dict[int, int]:
-        qs = Sample.objects.filter(prompt__project=project, model_version_id=version_id, identity_flagged=False)
-        qs = qs | Sample.objects.filter(
-            prompt__project=project, model_version_id=version_id, identity_flagged=True, identity_released=True
+        # Samples that name a model or vendor stay out until a lead releases them.
+        qs = Sample.objects.filter(prompt__project=project, model_version_id=version_id).filter(
+            Q(identity_flagged=False) | Q(identity_released=True)
         )
         if seed is not None:
             qs = qs.filter(seed=seed)

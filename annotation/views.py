@@ -186,7 +186,7 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
                 kind=ImportKind(data["kind"]),
                 project=project,
                 round=data["round"],
-                source=data["source"].strip(),
+                source=data["source"],
                 skip_invalid=data["skip_invalid"],
                 model_a=data["model_a"],
                 model_b=data["model_b"],

@@ -21,8 +21,7 @@ from annotation.models import (
 )
 from annotation.roles import Role
 from annotation.services import messages_hash, model_version_get_or_create, round_create, text_hash, user_create
-from tests.conftest import tags_of
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, tags_of
 
 HX = {"HTTP_HX_REQUEST": "true"}
 

@@ -291,6 +291,13 @@ def test_a_sample_with_an_unknown_prompt_or_a_taken_seed_is_refused(project):
     assert Sample.objects.count() == 1
 
 
+def test_import_options_are_normalised_the_same_way_for_every_caller(project):
+    options = ImportOptions(
+        kind=ImportKind.PAIRS, project=project, source=" vendor ", label_columns=(), extra_tags=(" Code", "code", "")
+    )
+    assert (options.source, options.label_columns, options.extra_tags) == ("vendor", ("label",), ("code",))
+
+
 # --- the command ---------------------------------------------------------------------
 
 

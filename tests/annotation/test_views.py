@@ -12,8 +12,7 @@ from django.urls import reverse
 
 from annotation.imports import ImportKind, ImportOptions, import_run
 from annotation.models import Comparison, Judgment, Prompt, Round, Sample
-from tests.conftest import PASSWORD
-from tests.conftest import tags_of
+from tests.conftest import PASSWORD, tags_of
 
 LLMBAR = [
     {"input": "Name a prime number.", "output_1": "7 is prime.", "output_2": "8 is prime.", "label": 1},

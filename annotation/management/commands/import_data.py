@@ -55,8 +55,8 @@ class Command(BaseCommand):
             file_format=FileFormat(opts["format"]) if opts["format"] else None,
             model_a=opts["model_a"],
             model_b=opts["model_b"],
-            label_columns=tuple(opts["label_columns"] or ["label"]),
-            extra_tags=tuple(t.strip().lower() for t in opts["tags"] if t.strip()),
+            label_columns=tuple(opts["label_columns"] or ()),
+            extra_tags=tuple(opts["tags"]),
         )
         try:
             with path.open("rb") as stream:
