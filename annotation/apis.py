@@ -892,14 +892,16 @@ class AssignmentNextApi(BaseApi):
 
     @extend_schema(request=InputSerializer, responses=_NextSerializer, summary="Get my next pair")
     def post(self, request: Request, slug: str) -> Response:
-        project = _found(selectors.project_get(slug=slug, user=request.user), "project")
+        project = _found(selectors.project_get_cached(slug=slug, user=request.user), "project")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         got = assignment_next(annotator=request.user, project=project, exclude=tuple(serializer.validated_data["exclude"]))
         if isinstance(got, NoWork):
             return Response({"pair": None, "reason": got.reason, "retry_after_seconds": got.retry_after_seconds})
-        pair = selectors.assignment_for_annotator(pk=got.pk)
-        return Response({"pair": _PairSerializer(pair).data, "reason": "", "retry_after_seconds": None})
+        # The selector already returns the pair in screen terms (what _PairSerializer
+        # documents); serialising it field by field again would only cost CPU.
+        pair = selectors.pair_for_annotator(pk=got.pk)
+        return Response({"pair": pair, "reason": "", "retry_after_seconds": None})
 
 
 def _refused(exc: AssignmentRefused) -> Response:

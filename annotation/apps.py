@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import m2m_changed, post_migrate
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
 
 
 class AnnotationConfig(AppConfig):
@@ -15,6 +15,14 @@ class AnnotationConfig(AppConfig):
         m2m_changed.connect(
             _groups_changed, sender=get_user_model().groups.through, dispatch_uid="annotation.roles_changed"
         )
+        # Hot endpoints read tokens (with their user) and projects from the cache: any
+        # change through the ORM drops the cached copy.
+        from annotation.models import ApiToken, Project
+
+        for name, signal in (("saved", post_save), ("deleted", post_delete)):
+            signal.connect(_user_changed, sender=get_user_model(), dispatch_uid=f"annotation.user_{name}")
+            signal.connect(_token_changed, sender=ApiToken, dispatch_uid=f"annotation.token_{name}")
+            signal.connect(_project_changed, sender=Project, dispatch_uid=f"annotation.project_{name}")
 
 
 def _sync_roles(sender, using="default", **kwargs) -> None:
@@ -36,3 +44,25 @@ def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs) -> None
         roles_forget(list(user_ids))
     else:
         roles_forget([instance.pk])
+
+
+def _user_changed(sender, instance, **kwargs) -> None:
+    from annotation.authentication import tokens_forget
+    from annotation.models import ApiToken
+
+    tokens_forget(list(ApiToken.objects.filter(user_id=instance.pk).values_list("key_hash", flat=True)))
+
+
+def _token_changed(sender, instance, **kwargs) -> None:
+    from annotation.authentication import tokens_forget
+
+    tokens_forget([instance.key_hash])
+
+
+def _project_changed(sender, instance, **kwargs) -> None:
+    from django.core.cache import cache
+
+    from annotation.assignment import project_id_cache_key
+    from annotation.selectors import project_cache_key
+
+    cache.delete_many([project_cache_key(instance.slug), project_id_cache_key(instance.pk)])

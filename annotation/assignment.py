@@ -89,16 +89,25 @@ def _open_round_ids(project: Project) -> list[int]:
     return ids
 
 
+_LIVE_LEASES_SQL = (
+    "SELECT a.id, a.comparison_id, a.annotator_id, a.\"left\", a.status, a.leased_at, a.lease_expires_at, "
+    "a.completed_at, a.skip_reason "
+    "FROM annotation_assignment a "
+    "JOIN annotation_comparison c ON c.id = a.comparison_id "
+    "JOIN annotation_round r ON r.id = c.round_id "
+    "WHERE a.annotator_id = %s AND a.status = %s AND a.lease_expires_at > %s "
+    "AND r.project_id = %s AND r.status = %s "
+    f"ORDER BY a.leased_at, a.id LIMIT {MAX_LIVE_LEASES + 1}"
+)
+
+
 def _live_leases(annotator, project: Project, now) -> list[Assignment]:
-    return list(
-        Assignment.objects.filter(
-            annotator=annotator,
-            status=AssignmentStatus.ACTIVE,
-            lease_expires_at__gt=now,
-            comparison__round__project=project,
-            comparison__round__status=RoundStatus.OPEN,
-        ).order_by("leased_at", "id")[: MAX_LIVE_LEASES + 1]
-    )
+    # A raw query: asked on every "next", and the ORM spent more CPU building it than
+    # the database spent answering it (the annotator's assignment index has the rows).
+    now_db = Assignment._meta.get_field("lease_expires_at").get_db_prep_value(now, connection)
+    return list(Assignment.objects.raw(
+        _LIVE_LEASES_SQL, [annotator.pk, AssignmentStatus.ACTIVE, now_db, project.pk, RoundStatus.OPEN]
+    ))
 
 
 def _id_range(round_id: int) -> tuple[int, int] | None:
@@ -126,24 +135,30 @@ _POOLS = {
 }
 
 
-def _pick(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
-    """Lock and return one comparison id from ``pool`` with a free slot for this annotator.
+def _take(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
+    """Take a slot of one comparison from ``pool`` this annotator has never been handed.
 
-    One round at a time (``round_id = %s``, not ``= ANY``): only then can PostgreSQL read
-    the pool's partial (round, id) index in id order instead of walking the whole table.
-    The window subquery bounds the rows looked at; the outer query repeats the pool's
-    condition so that, after waiting for nothing (SKIP LOCKED) and locking the row,
-    PostgreSQL re-checks it on the row's latest version.
+    One statement per try: ``UPDATE ... SET taken = taken + 1 WHERE id = (SELECT ...
+    FOR UPDATE SKIP LOCKED) ... RETURNING id`` picks, locks and takes the slot at once,
+    so the row is locked for one round trip less. One round at a time (``round_id = %s``,
+    not ``= ANY``): only then can PostgreSQL read the pool's partial (round, id) index in
+    id order instead of walking the whole table. The window subquery bounds the rows
+    looked at; the pool's condition is repeated outside it so that, after skipping locked
+    rows and locking one, PostgreSQL re-checks it on the row's latest version. The outer
+    ``taken < required_judgments`` is a second line of defence (gold items are judged by
+    everyone: their slots are counted but not capped).
     """
     cond = _POOLS[pool]
     lock = " FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    cap = "" if pool == "gold" else " AND taken < required_judgments"
     sql = (
+        "UPDATE annotation_comparison SET taken = taken + 1 WHERE id = ("
         "SELECT c.id FROM annotation_comparison c "
         "WHERE c.id IN (SELECT c.id FROM annotation_comparison c "
         f"              WHERE c.round_id = %s AND {cond} AND c.id {{op}} %s ORDER BY c.id LIMIT {SCAN_WINDOW}) "
         f"AND {cond} "
         "AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.comparison_id = c.id AND a.annotator_id = %s) "
-        "ORDER BY c.id LIMIT 1" + lock
+        f"ORDER BY c.id LIMIT 1{lock}){cap} RETURNING id"
     )
     with connection.cursor() as cursor:
         for round_id in round_ids:
@@ -157,15 +172,6 @@ def _pick(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
                 row = cursor.fetchone()
                 if row:
                     return row[0]
-    return None
-    start = random.randint(*bounds)
-    with connection.cursor() as cursor:
-        # From a random point upwards, then wrap round below it.
-        for op, order in ((">=", "ASC"), ("<", "ASC")):
-            cursor.execute(base.format(op=op, order=order), [rounds_param, start, annotator_id])
-            row = cursor.fetchone()
-            if row:
-                return row[0]
     return None
 
 
@@ -218,28 +224,41 @@ def assignment_next(*, annotator, project: Project, exclude: tuple[int, ...] = (
     return claimed if claimed is not None else _why_no_work(annotator, round_ids, now)
 
 
+_INSERT_ASSIGNMENT = (
+    "INSERT INTO annotation_assignment "
+    "(comparison_id, annotator_id, \"left\", status, leased_at, lease_expires_at, completed_at, skip_reason) "
+    "VALUES (%s, %s, %s, %s, %s, %s, NULL, '') RETURNING id"
+)
+
+
 @transaction.atomic
 def _claim(annotator, project: Project, round_ids: list[int], pools: list[str], now) -> Assignment | None:
-    """One transaction: lock a comparison from the first pool that has one, take a slot, lease it."""
+    """One transaction: take a slot of a comparison from the first pool that has one, and lease it."""
     for pool in pools:
-        comparison_id = _pick(round_ids, annotator.pk, pool)
+        comparison_id = _take(round_ids, annotator.pk, pool)
         if comparison_id is None:
             continue
-        # The row is locked (PostgreSQL) or the database is (SQLite), so the guard cannot
-        # fail; it stays as a second line of defence. Gold items are judged by everyone:
-        # their slots are counted but not capped.
-        slots = Comparison.objects.filter(pk=comparison_id)
-        if pool != "gold":
-            slots = slots.filter(taken__lt=F("required_judgments"))
-        if not slots.update(taken=F("taken") + 1):
-            continue
-        return Assignment.objects.create(
+        assignment = Assignment(
             comparison_id=comparison_id,
             annotator=annotator,
             left=Side.A if secrets.randbelow(2) == 0 else Side.B,
+            status=AssignmentStatus.ACTIVE,
             leased_at=now,
             lease_expires_at=now + timedelta(seconds=project.lease_seconds),
         )
+        # Plain SQL: this runs for every pair handed out; the ORM's insert cost more
+        # CPU to build than the database spent on it.
+        fields = Assignment._meta
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_ASSIGNMENT, [
+                comparison_id, annotator.pk, assignment.left, assignment.status,
+                fields.get_field("leased_at").get_db_prep_value(now, connection),
+                fields.get_field("lease_expires_at").get_db_prep_value(assignment.lease_expires_at, connection),
+            ])
+            assignment.pk = cursor.fetchone()[0]
+        assignment._state.adding = False
+        assignment._state.db = "default"
+        return assignment
     return None
 
 
@@ -267,16 +286,62 @@ def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
 # --- Skipping and submitting -------------------------------------------------------
 
 
-def _locked_assignment(assignment_id: int, annotator, *, with_judgment: bool = False) -> Assignment:
-    # Sample texts are not read here: only an edit needs its base text (_edit loads it).
-    qs = Assignment.objects.select_related("comparison__round__project", *(["judgment"] if with_judgment else []))
-    if connection.vendor == "postgresql":
-        qs = qs.select_for_update(of=("self",))
-    assignment = qs.filter(pk=assignment_id).first()
-    if assignment is None or assignment.annotator_id != annotator.pk:
+_LOCKED_ASSIGNMENT_SQL = (
+    "SELECT a.annotator_id, a.\"left\", a.status, a.comparison_id, c.sample_a_id, c.sample_b_id, c.is_gold, "
+    "r.id, r.status, r.project_id, j.id "
+    "FROM annotation_assignment a "
+    "JOIN annotation_comparison c ON c.id = a.comparison_id "
+    "JOIN annotation_round r ON r.id = c.round_id "
+    "LEFT JOIN annotation_judgment j ON j.assignment_id = a.id "
+    "WHERE a.id = %s"
+)
+
+
+def _locked_assignment(assignment_id: int, annotator) -> Assignment:
+    """The assignment, its comparison, round and project, with the assignment row locked.
+
+    Plain SQL (this runs on every submit) and the project from the cache. Sample texts
+    are not read here: only an edit needs its base text (``_edit`` loads it).
+    """
+    sql = _LOCKED_ASSIGNMENT_SQL + (" FOR UPDATE OF a" if connection.vendor == "postgresql" else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [assignment_id])
+        row = cursor.fetchone()
+    if row is None or row[0] != annotator.pk:
         # Someone else's assignment reads as a missing one: ids reveal nothing.
         raise AssignmentRefused("This assignment does not exist or is not yours.", code="foreign")
+    (annotator_id, left, status, comparison_id, sample_a_id, sample_b_id, is_gold,
+     round_id, round_status, project_id, judgment_id) = row
+    round_ = Round(id=round_id, status=round_status, project_id=project_id)
+    round_.project = project_by_id(project_id)
+    comparison = Comparison(
+        id=comparison_id, round_id=round_id, sample_a_id=sample_a_id, sample_b_id=sample_b_id, is_gold=bool(is_gold)
+    )
+    comparison.round = round_
+    assignment = Assignment(
+        id=assignment_id, annotator_id=annotator_id, left=left, status=status, comparison_id=comparison_id
+    )
+    assignment.comparison = comparison
+    for obj in (round_, comparison, assignment):
+        obj._state.adding = False
+        obj._state.db = "default"
+    # The id of a judgment already saved on it (a retried submit), for judgment_submit.
+    assignment.saved_judgment_id = judgment_id
     return assignment
+
+
+def project_by_id(project_id: int) -> Project:
+    """A project's settings, cached like ``selectors.project_get_cached`` (dropped on save)."""
+    key = project_id_cache_key(project_id)
+    project = cache.get(key)
+    if project is None:
+        project = Project.objects.get(pk=project_id)
+        cache.set(key, project, 60)
+    return project
+
+
+def project_id_cache_key(project_id: int) -> str:
+    return f"project:id:{project_id}"
 
 
 def _ensure_slot(assignment: Assignment, now) -> None:
@@ -422,10 +487,9 @@ def judgment_submit(
     Idempotent: a retried or double-clicked submission returns the judgment already
     saved (the assignment row is locked, so two at once are serialised).
     """
-    assignment = _locked_assignment(assignment_id, annotator, with_judgment=True)
-    existing = getattr(assignment, "judgment", None)
-    if existing is not None:
-        return existing, False
+    assignment = _locked_assignment(assignment_id, annotator)
+    if assignment.saved_judgment_id is not None:
+        return Judgment.objects.get(pk=assignment.saved_judgment_id), False
     if screen:
         verdict = replace(
             verdict,
@@ -456,6 +520,13 @@ def judgment_submit(
         Edit.objects.create(judgment=judgment, base_sample_id=edit[0], text=edit[1])
     assignment.status = AssignmentStatus.SUBMITTED
     assignment.completed_at = now
-    assignment.save(update_fields=["status", "completed_at"])
-    Comparison.objects.filter(pk=comparison.pk).update(judgment_count=F("judgment_count") + 1)
+    with connection.cursor() as cursor:  # plain SQL: two fixed statements on every submit
+        cursor.execute(
+            "UPDATE annotation_assignment SET status = %s, completed_at = %s WHERE id = %s",
+            [assignment.status, Assignment._meta.get_field("completed_at").get_db_prep_value(now, connection),
+             assignment.pk],
+        )
+        cursor.execute(
+            "UPDATE annotation_comparison SET judgment_count = judgment_count + 1 WHERE id = %s", [comparison.pk]
+        )
     return judgment, True

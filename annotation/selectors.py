@@ -9,15 +9,18 @@ page of results never costs a query per row.
 from __future__ import annotations
 
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import BooleanField, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from annotation.models import ApiToken, Assignment, Comparison, Judgment, Project, Prompt, Round
+from annotation.models import ApiToken, Comparison, Judgment, Project, Prompt, Round
 from annotation.roles import Role, user_roles
 from models_service.models import ModelVersion
 
@@ -49,6 +52,31 @@ def project_list(*, user: Any) -> QuerySet[Project]:
 
 def project_get(*, slug: str, user: Any) -> Project | None:
     return project_list(user=user).filter(slug=slug).first()
+
+
+PROJECT_CACHE_SECONDS = 60
+
+
+def project_cache_key(slug: str) -> str:
+    return f"project:slug:{slug}"
+
+
+def project_get_cached(*, slug: str, user: Any) -> Project | None:
+    """``project_get`` for the annotators' hot endpoints (next, judge), from the cache.
+
+    The project's own row only (no ``created_by``). Saving or deleting a project drops
+    the entry (``apps.py``), so settings a lead changes apply to the next request.
+    """
+    key = project_cache_key(slug)
+    project = cache.get(key)
+    if project is None:
+        project = Project.objects.filter(slug=slug).first()
+        if project is None:
+            return None
+        cache.set(key, project, PROJECT_CACHE_SECONDS)
+    if not project.is_active and not user_sees_all_projects(user):
+        return None
+    return project
 
 
 # --- Rounds ----------------------------------------------------------------------------
@@ -161,18 +189,43 @@ def api_token_get(*, user: Any, pk: int) -> ApiToken | None:
 # --- Annotation --------------------------------------------------------------------------
 
 
-def assignment_for_annotator(*, pk: int) -> Assignment | None:
-    """An assignment with its prompt and both answers, in one query (the annotator's pair)."""
-    return (
-        Assignment.objects.select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b")
-        .only(
-            "id", "left", "lease_expires_at", "status", "annotator_id",
-            "comparison__id", "comparison__prompt__messages", "comparison__sample_a__text",
-            "comparison__sample_b__text",
-        )
-        .filter(pk=pk)
-        .first()
-    )
+_PAIR_SQL = (
+    "SELECT a.id, a.left, a.lease_expires_at, p.messages, sa.text, sb.text "
+    "FROM annotation_assignment a "
+    "JOIN annotation_comparison c ON c.id = a.comparison_id "
+    "JOIN annotation_prompt p ON p.id = c.prompt_id "
+    "JOIN annotation_sample sa ON sa.id = c.sample_a_id "
+    "JOIN annotation_sample sb ON sb.id = c.sample_b_id "
+    "WHERE a.id = %s"
+)
+
+
+def pair_for_annotator(*, pk: int) -> dict[str, Any] | None:
+    """The annotator's pair as they see it: prompt, and the two answers by screen side.
+
+    Plain SQL: it runs once per pair handed out, and building the equivalent ORM query
+    cost more CPU than the database spent answering it. Nothing returned names a model,
+    a sample or which answer is A.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_PAIR_SQL, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment_id, left, lease_expires_at, messages, text_a, text_b = row
+    messages = Prompt._meta.get_field("messages").from_db_value(messages, None, connection)
+    if isinstance(lease_expires_at, str):  # SQLite hands back text (stored in UTC)
+        lease_expires_at = parse_datetime(lease_expires_at)
+    if lease_expires_at is not None and timezone.is_naive(lease_expires_at):
+        lease_expires_at = lease_expires_at.replace(tzinfo=dt_timezone.utc)
+    left_text, right_text = (text_a, text_b) if left == "A" else (text_b, text_a)
+    return {
+        "assignment": assignment_id,
+        "lease_expires_at": lease_expires_at,
+        "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "left": left_text,
+        "right": right_text,
+    }
 
 
 def judged_today_count(*, annotator: Any) -> int:

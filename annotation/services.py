@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotation.assignment import open_rounds_key
-from annotation.authentication import hash_key, new_key
+from annotation.authentication import hash_key, new_key, tokens_forget
 from annotation.models import ApiToken, Comparison, PairingStrategy, Project, Prompt, Round, RoundStatus, Sample
 from annotation.roles import ROLE_PERMISSIONS, Role
 from models_service.models import Backend, ModelVersion
@@ -134,6 +134,10 @@ def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
 
 def api_token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    # Forget the cached look-up now, and again once the transaction commits: a request
+    # that authenticated in between must not put the revoked token back for a minute.
+    tokens_forget([token.key_hash])
+    transaction.on_commit(lambda: tokens_forget([token.key_hash]))
 
 
 # --- Projects, versions, rounds --------------------------------------------------------

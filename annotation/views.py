@@ -43,7 +43,7 @@ from annotation.forms import (
     choice_options,
 )
 from annotation.imports import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
-from annotation.models import Assignment, Judgment, Project, Round, RoundStatus, Side
+from annotation.models import Assignment, Project, Round, RoundStatus
 from annotation.roles import ROLE_LABELS, Role, has_role
 from annotation import selectors
 from annotation.selectors import comparison_list, project_get, project_list, round_list
@@ -250,14 +250,8 @@ class PairScreen:
 
 
 def _pair_screen(assignment_id: int) -> PairScreen:
-    assignment = selectors.assignment_for_annotator(pk=assignment_id)
-    comparison = assignment.comparison
-    left, right = (
-        (comparison.sample_a, comparison.sample_b)
-        if assignment.left == Side.A
-        else (comparison.sample_b, comparison.sample_a)
-    )
-    messages_ = [m for m in comparison.prompt.messages if isinstance(m, dict)]
+    pair = selectors.pair_for_annotator(pk=assignment_id)
+    messages_ = [m for m in pair["prompt"] if isinstance(m, dict)]
     last_user = max((i for i, m in enumerate(messages_) if m.get("role") == "user"), default=-1)
     turns = [
         Turn(
@@ -268,17 +262,20 @@ def _pair_screen(assignment_id: int) -> PairScreen:
         for i, m in enumerate(messages_)
     ]
     return PairScreen(
-        assignment_id=assignment.pk,
+        assignment_id=pair["assignment"],
         turns=turns,
-        left_text=left.text,
-        right_text=right.text,
-        lease_seconds_left=max(0, int((assignment.lease_expires_at - timezone.now()).total_seconds())),
+        left_text=pair["left"],
+        right_text=pair["right"],
+        lease_seconds_left=max(0, int((pair["lease_expires_at"] - timezone.now()).total_seconds())),
     )
 
 
 def _annotator_project(request: HttpRequest, slug: str) -> Project:
     _require_role(request, Role.ANNOTATOR)
-    return _project_or_404(request, slug)
+    project = selectors.project_get_cached(slug=slug, user=request.user)
+    if project is None:
+        raise Http404("no such project")
+    return project
 
 
 def _own_assignment_left(user, project: Project, assignment_id: int) -> str | None:

@@ -115,3 +115,29 @@ def test_only_annotators_may_ask_for_pairs(project, pairs, lee, maya):
     for user in (lee, maya):
         response = token_client(user).post(f"/api/v1/projects/{project.slug}/assignments/next/", {}, format="json")
         assert response.status_code == 403
+
+
+def test_a_lead_changing_the_project_applies_to_the_very_next_submission(project, pairs, alice):
+    """The hot endpoints read the project from the cache; saving it drops the cached copy."""
+    client = token_client(alice)
+    first = next_pair(client, project)["pair"]
+    second = client.post(
+        f"/api/v1/projects/{project.slug}/assignments/next/", {"exclude": [first["assignment"]]}, format="json"
+    ).json()["pair"]
+    assert second["assignment"] != first["assignment"]
+    url = "/api/v1/assignments/{}/judgment/"
+    assert client.post(url.format(first["assignment"]), {"choice": "tie"}, format="json").status_code == 201
+    project.allow_tie = False
+    project.save()
+    refused = client.post(url.format(second["assignment"]), {"choice": "tie"}, format="json")
+    assert refused.status_code == 400
+    assert "preferred" in refused.json()
+
+
+def test_a_deactivated_project_stops_handing_out_pairs_at_once(project, pairs, alice):
+    client = token_client(alice)
+    next_pair(client, project)
+    project.is_active = False
+    project.save()
+    response = client.post(f"/api/v1/projects/{project.slug}/assignments/next/", {}, format="json")
+    assert response.status_code == 404
