@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -135,23 +136,23 @@ _POOLS = {
 }
 
 
-def _take(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
-    """Take a slot of one comparison from ``pool`` this annotator has never been handed.
+def _take_sql(pool: str) -> str:
+    """``UPDATE ... SET taken = taken + 1 WHERE id = (pick) RETURNING id``, with ``{op}`` left open.
 
-    One statement per try: ``UPDATE ... SET taken = taken + 1 WHERE id = (SELECT ...
-    FOR UPDATE SKIP LOCKED) ... RETURNING id`` picks, locks and takes the slot at once,
-    so the row is locked for one round trip less. One round at a time (``round_id = %s``,
-    not ``= ANY``): only then can PostgreSQL read the pool's partial (round, id) index in
-    id order instead of walking the whole table. The window subquery bounds the rows
-    looked at; the pool's condition is repeated outside it so that, after skipping locked
-    rows and locking one, PostgreSQL re-checks it on the row's latest version. The outer
+    Picks, locks and takes a slot of one comparison from ``pool`` that this annotator has
+    never been handed, in one statement. One round at a time (``round_id = %s``, not
+    ``= ANY``): only then can PostgreSQL read the pool's partial (round, id) index in id
+    order instead of walking the whole table. The window subquery bounds the rows looked
+    at; the pool's condition is repeated outside it so that, after skipping locked rows
+    and locking one, PostgreSQL re-checks it on the row's latest version. The outer
     ``taken < required_judgments`` is a second line of defence (gold items are judged by
-    everyone: their slots are counted but not capped).
+    everyone: their slots are counted but not capped). Parameters: round id, scan start,
+    annotator id.
     """
     cond = _POOLS[pool]
     lock = " FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
     cap = "" if pool == "gold" else " AND taken < required_judgments"
-    sql = (
+    return (
         "UPDATE annotation_comparison SET taken = taken + 1 WHERE id = ("
         "SELECT c.id FROM annotation_comparison c "
         "WHERE c.id IN (SELECT c.id FROM annotation_comparison c "
@@ -160,18 +161,73 @@ def _take(round_ids: list[int], annotator_id: int, pool: str) -> int | None:
         "AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.comparison_id = c.id AND a.annotator_id = %s) "
         f"ORDER BY c.id LIMIT 1{lock}){cap} RETURNING id"
     )
-    with connection.cursor() as cursor:
-        for round_id in round_ids:
-            bounds = _id_range(round_id)
-            if bounds is None:
+
+
+# PostgreSQL: take the slot and insert the lease in one statement (a data-modifying CTE),
+# so a claim is one round trip in autocommit - no BEGIN / COMMIT - and the row lock is
+# held for the statement only. Extra parameters: annotator, left, status, leased at, expires at.
+_TAKE_AND_LEASE_SQL = (
+    "WITH taken AS ({take}) "
+    "INSERT INTO annotation_assignment "
+    "(comparison_id, annotator_id, \"left\", status, leased_at, lease_expires_at, completed_at, skip_reason) "
+    "SELECT id, %s, %s, %s, %s, %s, NULL, '' FROM taken RETURNING id, comparison_id"
+)
+
+_INSERT_ASSIGNMENT = (
+    "INSERT INTO annotation_assignment "
+    "(comparison_id, annotator_id, \"left\", status, leased_at, lease_expires_at, completed_at, skip_reason) "
+    "VALUES (%s, %s, %s, %s, %s, %s, NULL, '') RETURNING id"
+)
+
+
+def _claim(annotator, project: Project, round_ids: list[int], pools: list[str], now) -> Assignment | None:
+    """Take a slot of a comparison from the first pool that has one, and lease it.
+
+    Plain SQL: this runs for every pair handed out, and the ORM spent more CPU building
+    the statements than the database spent running them. Each try starts its scan at a
+    random point of the round's id range and wraps round below it.
+    """
+    assignment = Assignment(
+        annotator=annotator,
+        left=Side.A if secrets.randbelow(2) == 0 else Side.B,
+        status=AssignmentStatus.ACTIVE,
+        leased_at=now,
+        lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+    )
+    fields = Assignment._meta
+    lease = [
+        annotator.pk, assignment.left, assignment.status,
+        fields.get_field("leased_at").get_db_prep_value(now, connection),
+        fields.get_field("lease_expires_at").get_db_prep_value(assignment.lease_expires_at, connection),
+    ]
+    one_statement = connection.vendor == "postgresql"
+    tries = [(pool, round_id, op) for pool in pools for round_id in round_ids for op in (">=", "<")]
+    with nullcontext() if one_statement else transaction.atomic(), connection.cursor() as cursor:
+        starts: dict[int, int | None] = {}
+        for pool, round_id, op in tries:
+            if round_id not in starts:
+                bounds = _id_range(round_id)
+                starts[round_id] = random.randint(*bounds) if bounds else None
+            if starts[round_id] is None:
                 continue
-            start = random.randint(*bounds)
-            # From a random point upwards, then wrap round below it.
-            for op in (">=", "<"):
-                cursor.execute(sql.format(op=op), [round_id, start, annotator_id])
+            params = [round_id, starts[round_id], annotator.pk]
+            if one_statement:
+                cursor.execute(_TAKE_AND_LEASE_SQL.format(take=_take_sql(pool).format(op=op)), params + lease)
                 row = cursor.fetchone()
-                if row:
-                    return row[0]
+                if row is None:
+                    continue
+                assignment.pk, assignment.comparison_id = row
+            else:  # SQLite: no data-modifying CTEs; its transactions are IMMEDIATE (one writer)
+                cursor.execute(_take_sql(pool).format(op=op), params)
+                row = cursor.fetchone()
+                if row is None:
+                    continue
+                assignment.comparison_id = row[0]
+                cursor.execute(_INSERT_ASSIGNMENT, [row[0], *lease])
+                assignment.pk = cursor.fetchone()[0]
+            assignment._state.adding = False
+            assignment._state.db = "default"
+            return assignment
     return None
 
 
@@ -222,44 +278,6 @@ def assignment_next(*, annotator, project: Project, exclude: tuple[int, ...] = (
     if claimed is None and not reclaimed and assignments_reclaim_expired(project=project, now=now, limit=100):
         claimed = _claim(annotator, project, round_ids, pools, now)
     return claimed if claimed is not None else _why_no_work(annotator, round_ids, now)
-
-
-_INSERT_ASSIGNMENT = (
-    "INSERT INTO annotation_assignment "
-    "(comparison_id, annotator_id, \"left\", status, leased_at, lease_expires_at, completed_at, skip_reason) "
-    "VALUES (%s, %s, %s, %s, %s, %s, NULL, '') RETURNING id"
-)
-
-
-@transaction.atomic
-def _claim(annotator, project: Project, round_ids: list[int], pools: list[str], now) -> Assignment | None:
-    """One transaction: take a slot of a comparison from the first pool that has one, and lease it."""
-    for pool in pools:
-        comparison_id = _take(round_ids, annotator.pk, pool)
-        if comparison_id is None:
-            continue
-        assignment = Assignment(
-            comparison_id=comparison_id,
-            annotator=annotator,
-            left=Side.A if secrets.randbelow(2) == 0 else Side.B,
-            status=AssignmentStatus.ACTIVE,
-            leased_at=now,
-            lease_expires_at=now + timedelta(seconds=project.lease_seconds),
-        )
-        # Plain SQL: this runs for every pair handed out; the ORM's insert cost more
-        # CPU to build than the database spent on it.
-        fields = Assignment._meta
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_ASSIGNMENT, [
-                comparison_id, annotator.pk, assignment.left, assignment.status,
-                fields.get_field("leased_at").get_db_prep_value(now, connection),
-                fields.get_field("lease_expires_at").get_db_prep_value(assignment.lease_expires_at, connection),
-            ])
-            assignment.pk = cursor.fetchone()[0]
-        assignment._state.adding = False
-        assignment._state.db = "default"
-        return assignment
-    return None
 
 
 def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
@@ -475,6 +493,52 @@ def _edit(verdict: Verdict, comparison: Comparison, project: Project) -> tuple[i
     return base_id, text
 
 
+_JUDGMENT_COLUMNS = (
+    "comparison_id", "annotator_id", "assignment_id", "preferred", "strength", "safety", "left",
+    "time_spent_ms", "rationale", "source", "created_at",
+)
+_INSERT_JUDGMENT = (
+    "INSERT INTO annotation_judgment ({columns}) VALUES ({values}) RETURNING id".format(
+        columns=", ".join(f'"{c}"' for c in _JUDGMENT_COLUMNS), values=", ".join(["%s"] * len(_JUDGMENT_COLUMNS))
+    )
+)
+# PostgreSQL: the judgment and both counters in one statement (data-modifying CTEs).
+_SUBMIT_SQL = (
+    "WITH done AS (UPDATE annotation_assignment SET status = %s, completed_at = %s WHERE id = %s), "
+    "counted AS (UPDATE annotation_comparison SET judgment_count = judgment_count + 1 WHERE id = %s) "
+    + _INSERT_JUDGMENT
+)
+
+
+def _judgment_insert(judgment: Judgment, now) -> None:
+    """Insert the judgment, mark its assignment submitted and count it on the comparison.
+
+    Plain SQL on every submit: one statement on PostgreSQL, three on SQLite. The
+    database's constraints (one judgment per assignment and per (comparison, annotator),
+    strength only with a preference...) still check the row.
+    """
+    values = [
+        field.get_db_prep_save(getattr(judgment, field.attname), connection)
+        for field in (Judgment._meta.get_field(name) for name in _JUDGMENT_COLUMNS)
+    ]
+    completed = Assignment._meta.get_field("completed_at").get_db_prep_value(now, connection)
+    submitted = [AssignmentStatus.SUBMITTED, completed, judgment.assignment_id]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_SUBMIT_SQL, [*submitted, judgment.comparison_id, *values])
+            judgment.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(_INSERT_JUDGMENT, values)
+            judgment.pk = cursor.fetchone()[0]
+            cursor.execute("UPDATE annotation_assignment SET status = %s, completed_at = %s WHERE id = %s", submitted)
+            cursor.execute(
+                "UPDATE annotation_comparison SET judgment_count = judgment_count + 1 WHERE id = %s",
+                [judgment.comparison_id],
+            )
+    judgment._state.adding = False
+    judgment._state.db = "default"
+
+
 @transaction.atomic
 def judgment_submit(
     *, assignment_id: int, annotator, verdict: Verdict, source: str = JudgmentSource.UI, screen: bool = False
@@ -504,7 +568,7 @@ def judgment_submit(
     now = timezone.now()
     _ensure_slot(assignment, now)
     comparison = assignment.comparison
-    judgment = Judgment.objects.create(
+    judgment = Judgment(
         comparison=comparison,
         annotator=annotator,
         assignment=assignment,
@@ -515,18 +579,11 @@ def judgment_submit(
         time_spent_ms=verdict.time_spent_ms,
         rationale=verdict.rationale.strip(),
         source=source,
+        created_at=now,
     )
+    _judgment_insert(judgment, now)
     if edit is not None:
         Edit.objects.create(judgment=judgment, base_sample_id=edit[0], text=edit[1])
     assignment.status = AssignmentStatus.SUBMITTED
     assignment.completed_at = now
-    with connection.cursor() as cursor:  # plain SQL: two fixed statements on every submit
-        cursor.execute(
-            "UPDATE annotation_assignment SET status = %s, completed_at = %s WHERE id = %s",
-            [assignment.status, Assignment._meta.get_field("completed_at").get_db_prep_value(now, connection),
-             assignment.pk],
-        )
-        cursor.execute(
-            "UPDATE annotation_comparison SET judgment_count = judgment_count + 1 WHERE id = %s", [comparison.pk]
-        )
     return judgment, True
