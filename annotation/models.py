@@ -42,6 +42,10 @@ class Project(models.Model):
         default=list, blank=True, help_text="Model/vendor names (matched as whole words, case-sensitive) whose mention keeps a sample out of annotation."
     )
     is_active = models.BooleanField(default=True)
+    live_mode = models.BooleanField(
+        default=False,
+        help_text="Annotators may write their own prompts; both models of the open round answer live (models_service).",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -83,6 +87,11 @@ class Round(models.Model):
     candidate = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="rounds_as_candidate")
     pairing = models.CharField(max_length=20, choices=PairingStrategy.choices, default=PairingStrategy.OLD_VS_NEW)
     status = models.CharField(max_length=20, choices=RoundStatus.choices, default=RoundStatus.DRAFT)
+    # How the platform samples this round (models_service.services.RoundSampling: seed,
+    # temperatures or seeds of the one-model strategies, max_tokens, a prompt tag).
+    sampling = models.JSONField(default=dict, blank=True)
+    # Arena rounds: the versions besides baseline and candidate that take part.
+    arena_versions = models.ManyToManyField(ModelVersion, blank=True, related_name="arena_rounds")
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,7 @@ from django.utils.text import slugify
 
 from annotation.assignment import open_rounds_key
 from annotation.authentication import hash_key, new_key, tokens_forget
-from annotation.models import ApiToken, Comparison, PairingStrategy, Project, Prompt, Round, RoundStatus, Sample
+from annotation.models import ApiToken, Comparison, PairingStrategy, Project, Round, RoundStatus, Sample
 from annotation.roles import ROLE_PERMISSIONS, Role
 from models_service.models import Backend, ModelVersion
 
@@ -168,7 +168,12 @@ def round_create(
     pairing: str = PairingStrategy.OLD_VS_NEW,
     name: str = "",
     status: str = RoundStatus.DRAFT,
+    sampling: dict[str, Any] | None = None,
+    arena_versions: Iterable[ModelVersion] = (),
 ) -> Round:
+    """``sampling`` and ``arena_versions``: how the platform samples the round
+    (models_service.services.RoundSampling). A round created open whose versions generate
+    starts sampling at once (see ``round_open``)."""
     if pairing == PairingStrategy.OLD_VS_NEW and baseline.pk == candidate.pk:
         raise ValidationError("An old-vs-new round needs two different model versions.")
     # Lock the project row so two concurrent creations cannot take the same number.
@@ -183,11 +188,37 @@ def round_create(
         pairing=pairing,
         status=status,
         opened_at=timezone.now() if status == RoundStatus.OPEN else None,
+        sampling=sampling or {},
     )
     round_.full_clean()
     round_.save()
+    if arena_versions:
+        round_.arena_versions.set(list(arena_versions))
+    if sampling or arena_versions:
+        from models_service.services import round_arms
+
+        round_arms(round_)  # a bad sampling setting is refused now, not when sampling starts
+    if status == RoundStatus.OPEN:
+        _sampling_begin(round_)
     _forget_open_rounds(project.pk)
     return round_
+
+
+def _sampling_begin(round_: Round) -> bool:
+    """Rounds whose versions generate (vllm, openai, transformers) are sampled before they
+    open: status ``sampling`` and jobs queued on the gpu queue (models_service); the round
+    opens by itself when the last job ends. True when sampling was started here."""
+    from models_service.models import SamplingJob
+    from models_service.services import round_generates, sampling_start
+
+    if round_.pairing == PairingStrategy.IMPORTED or SamplingJob.objects.filter(round=round_).exists():
+        return False
+    if not round_generates(round_):
+        return False
+    Round.objects.filter(pk=round_.pk).update(status=RoundStatus.SAMPLING, opened_at=None)
+    round_.status = RoundStatus.SAMPLING
+    sampling_start(round_=round_)
+    return True
 
 
 def _forget_open_rounds(project_id: int) -> None:
@@ -201,6 +232,10 @@ def _forget_open_rounds(project_id: int) -> None:
 def round_open(*, round_: Round) -> Round:
     if round_.status == RoundStatus.CLOSED:
         raise ValidationError("A closed round cannot be reopened; start a new round.")
+    if _sampling_begin(round_):
+        _forget_open_rounds(round_.project_id)
+        round_.refresh_from_db()
+        return round_
     Round.objects.filter(pk=round_.pk).update(status=RoundStatus.OPEN, opened_at=round_.opened_at or timezone.now())
     _forget_open_rounds(round_.project_id)
     round_.refresh_from_db()
@@ -222,7 +257,16 @@ def round_build_comparisons(*, round_: Round, seed_a: int | None = None, seed_b:
     A = baseline, B = candidate (sides are randomised per assignment, not here). Prompts
     that already have a comparison in the round are left alone, so this is idempotent.
     Returns the number of comparisons created.
+
+    Rounds sampled by the platform pair their arms instead (the pairing strategy's
+    samples, by seed; models_service.services.comparisons_build_sampled).
     """
+    from models_service.models import SamplingJob
+
+    if SamplingJob.objects.filter(round=round_).exists():
+        from models_service.services import comparisons_build_sampled
+
+        return comparisons_build_sampled(round_=round_)
     project = round_.project
     already = set(Comparison.objects.filter(round=round_).values_list("prompt_id", flat=True))
 

@@ -1,0 +1,17 @@
+"""URLs of the models service's REST API, mounted at /api/v1/ (config/api_urls.py)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from models_service import apis
+
+app_name = "models_service_api"
+
+urlpatterns = [
+    path("rounds/<int:pk>/sampling/", apis.RoundSamplingApi.as_view(), name="round-sampling"),
+    path("rounds/<int:pk>/sampling/config/", apis.RoundSamplingConfigApi.as_view(), name="round-sampling-config"),
+    path("rounds/<int:pk>/sampling/failures/", apis.SamplingFailureListApi.as_view(), name="round-sampling-failures"),
+    path("projects/<slug:slug>/flagged-samples/", apis.FlaggedSampleListApi.as_view(), name="flagged-samples"),
+    path("samples/<int:pk>/release/", apis.SampleReleaseApi.as_view(), name="sample-release"),
+]

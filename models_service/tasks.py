@@ -1,0 +1,37 @@
+"""Celery tasks of the models service, routed to the ``gpu`` queue (settings:
+``CELERY_TASK_ROUTES``). Thin and idempotent (STYLE.md §5): they take ids and call one
+service. Samples are unique per (prompt, version, seed), so running a job twice only
+fills in what is missing.
+
+- A temporary database error: the task retries with backoff and resumes the job.
+- A duplicate delivery while a live worker holds the job: nothing to do now; it checks
+  again once a heartbeat would be stale (``SAMPLING_STALE_SECONDS``), and takes the job
+  over if that worker died (acks_late re-delivers the tasks of a killed worker).
+"""
+
+from __future__ import annotations
+
+import random
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from models_service import services
+from models_service.models import JobStatus, SamplingJob
+
+
+@shared_task(bind=True, name="models_service.tasks.sample_job", acks_late=True, max_retries=8)
+def sample_job(self, job_id: int) -> dict[str, int] | None:
+    """Sample one arm of a round (one model version, one seed): every prompt missing an answer."""
+    try:
+        job = services.sampling_job_run(job_id=job_id, resume=self.request.retries > 0)
+    except (OperationalError, InterfaceError) as exc:
+        delay = min(300, 5 * 2**self.request.retries)
+        raise self.retry(exc=exc, countdown=delay / 2 + random.uniform(0, delay / 2)) from exc
+    if job is None:
+        held = SamplingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).exists()
+        if held and not self.request.is_eager:
+            raise self.retry(countdown=settings.SAMPLING_STALE_SECONDS, max_retries=None)
+        return None
+    return {"job": job.pk, "total": job.total, "sampled": job.sampled, "failed": job.failed}

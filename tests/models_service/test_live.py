@@ -1,0 +1,225 @@
+"""Live mode: an annotator writes a prompt, both models of the open round answer at once
+into the two panes (server-sent events from a real server), the pair is judged like any
+other comparison, and the dialogue continues with the preferred answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    Judgment,
+    Prompt,
+    RoundStatus,
+    Sample,
+)
+from annotation.services import model_version_create, round_create
+from models_service.models import LiveTurn
+from tests.conftest import tags_of
+from tests.models_service.conftest import TINY_SAMPLING, openai_config
+
+
+@pytest.fixture
+def live_project(project, live_server_up, django_capture_on_commit_callbacks):
+    project.live_mode = True
+    project.save()
+    old = model_version_create(name="secret-old-7b", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    new = model_version_create(name="secret-new-7b", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    with django_capture_on_commit_callbacks(execute=True):
+        round_ = round_create(project=project, baseline=old, candidate=new, status=RoundStatus.OPEN)
+    round_.refresh_from_db()
+    assert round_.status == RoundStatus.OPEN  # no prompts yet: sampling ended at once
+    return project
+
+
+def events_of(response) -> list[tuple[str, dict]]:
+    assert response["Content-Type"].startswith("text/event-stream")
+    body = b"".join(response.streaming_content).decode()
+    events = []
+    for block in body.split("\n\n"):
+        name, data = "message", None
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+        if data is not None:
+            events.append((name, data))
+    return events
+
+
+def start_turn(client, project, text="Tell me about the sea.", parent=None) -> LiveTurn:
+    data = {"text": text}
+    if parent is not None:
+        data["parent"] = parent.pk
+    response = client.post(reverse("live", args=[project.slug]), data)
+    assert response.status_code == 302, response.content.decode()[:500]
+    return LiveTurn.objects.latest("id")
+
+
+def stream_both(client, project, turn) -> dict[str, str]:
+    texts = {}
+    for side in ("left", "right"):
+        events = events_of(client.get(reverse("live-stream", args=[project.slug, turn.pk, side])))
+        assert events[-1][0] == "done", events
+        texts[side] = "".join(d["text"] for name, d in events if name == "delta")
+    return texts
+
+
+def test_both_answers_stream_in_and_the_pair_is_judged_through_the_engine(client, alice, live_project):
+    client.force_login(alice)
+    page = client.get(reverse("live", args=[live_project.slug]))
+    assert page.status_code == 200 and b"Ask both models" in page.content
+    turn = start_turn(client, live_project)
+    turn_page = client.get(reverse("live-turn", args=[live_project.slug, turn.pk]))
+    html = turn_page.content.decode()
+    assert turn_page.status_code == 200 and "Tell me about the sea." in html
+    stream_urls = [attrs["data-stream-url"] for tag, attrs in tags_of(html) if "data-stream-url" in attrs]
+    assert stream_urls == [reverse("live-stream", args=[live_project.slug, turn.pk, s]) for s in ("left", "right")]
+    assert any(attrs.get("src", "").endswith("js/live.js") for tag, attrs in tags_of(html) if tag == "script")
+
+    texts = stream_both(client, live_project, turn)
+    turn.refresh_from_db()
+    left_sample, right_sample = (turn.sample_a, turn.sample_b) if turn.left == "A" else (turn.sample_b, turn.sample_a)
+    assert (texts["left"], texts["right"]) == (left_sample.text, right_sample.text)
+    assert left_sample.completion_tokens <= 8 and left_sample.prompt.source == "live"
+
+    judge = client.get(reverse("live-judge", args=[live_project.slug, turn.pk]))
+    assert judge.status_code == 200 and b'name="choice"' in judge.content
+    assignment = Assignment.objects.get(annotator=alice)
+    assert assignment.left == turn.left and assignment.status == AssignmentStatus.ACTIVE
+    comparison = assignment.comparison
+    assert (comparison.taken, comparison.required_judgments, comparison.round_id) == (1, live_project.overlap, turn.round_id)
+    assert client.get(reverse("live-judge", args=[live_project.slug, turn.pk])).status_code == 200
+    assert Assignment.objects.count() == 1  # asking again hands back the same assignment
+
+    after = client.post(reverse("live-submit", args=[live_project.slug, turn.pk]), {"choice": "left", "strength": "better"})
+    assert after.status_code == 200 and b"Judgment saved" in after.content
+    judgment = Judgment.objects.get()
+    assert judgment.preferred == turn.left and judgment.left == turn.left and judgment.strength == "better"
+    assert Comparison.objects.get().judgment_count == 1
+
+    # Model names never reach the annotator's pages or streams.
+    for content in (page.content, turn_page.content, judge.content, after.content):
+        assert b"secret-" not in content and b"127.0.0.1:" not in content
+
+
+def test_the_dialogue_continues_with_the_preferred_answer_as_a_new_comparison(client, alice, live_project):
+    client.force_login(alice)
+    first = start_turn(client, live_project, "Hello!")
+    texts = stream_both(client, live_project, first)
+    client.get(reverse("live-judge", args=[live_project.slug, first.pk]))
+    client.post(reverse("live-submit", args=[live_project.slug, first.pk]), {"choice": "right", "strength": "slightly"})
+    second = start_turn(client, live_project, "And then?", parent=first)
+    assert second.parent == first
+    assert second.prompt.messages == [
+        {"role": "user", "content": "Hello!"},
+        {"role": "assistant", "content": texts["right"].strip()},
+        {"role": "user", "content": "And then?"},
+    ]
+    assert second.prompt.turns == 2
+    stream_both(client, live_project, second)
+    client.get(reverse("live-judge", args=[live_project.slug, second.pk]))
+    assert Comparison.objects.count() == 2 and Assignment.objects.filter(annotator=alice).count() == 2
+
+
+def test_a_dialogue_without_a_preferred_answer_cannot_continue(client, alice, live_project):
+    client.force_login(alice)
+    turn = start_turn(client, live_project)
+    stream_both(client, live_project, turn)
+    client.get(reverse("live-judge", args=[live_project.slug, turn.pk]))
+    after = client.post(reverse("live-submit", args=[live_project.slug, turn.pk]), {"choice": "tie"})
+    assert b"dialogue ends here" in after.content
+    response = client.post(reverse("live", args=[live_project.slug]), {"text": "more", "parent": turn.pk})
+    assert response.status_code == 422 and b"cannot go on" in response.content
+
+
+def test_a_stored_answer_is_replayed_not_generated_again(client, alice, live_project):
+    client.force_login(alice)
+    turn = start_turn(client, live_project)
+    texts = stream_both(client, live_project, turn)
+    again = stream_both(client, live_project, turn)
+    assert again == texts and Sample.objects.count() == 2
+
+
+def test_a_dead_server_shows_a_plain_error_and_keeps_the_details_for_leads(client, alice, live_project, openai_server):
+    client.force_login(alice)
+    turn = start_turn(client, live_project)
+    openai_server.kill()
+    try:
+        events = events_of(client.get(reverse("live-stream", args=[live_project.slug, turn.pk, "left"])))
+    finally:
+        openai_server.start()
+    assert events[-1][0] == "error" and "could not be generated" in events[-1][1]["message"]
+    assert "127.0.0.1" not in json.dumps(events)
+    turn.refresh_from_db()
+    assert "ConnectError" in (turn.error_a or turn.error_b)
+    # The judgment form waits for both answers.
+    judge = client.get(reverse("live-judge", args=[live_project.slug, turn.pk]))
+    assert judge.status_code == 409 and not Assignment.objects.exists()
+    # Once the server is back, trying again completes the turn.
+    stream_both(client, live_project, turn)
+    assert client.get(reverse("live-judge", args=[live_project.slug, turn.pk])).status_code == 200
+
+
+def test_a_prompt_is_required_and_validated(client, alice, live_project):
+    client.force_login(alice)
+    response = client.post(reverse("live", args=[live_project.slug]), {"text": "   "})
+    assert response.status_code == 422 and b"Write a prompt first" in response.content
+    response = client.post(reverse("live", args=[live_project.slug]), {"text": "x" * 20_001})
+    assert response.status_code == 422
+    assert not Prompt.objects.exists()
+
+
+def test_live_pages_are_for_annotators_of_projects_with_live_mode(client, alice, bob, lee, live_project):
+    client.force_login(alice)
+    turn = start_turn(client, live_project)
+    client.force_login(bob)  # someone else's turn reads as missing
+    assert client.get(reverse("live-turn", args=[live_project.slug, turn.pk])).status_code == 404
+    assert client.get(reverse("live-stream", args=[live_project.slug, turn.pk, "left"])).status_code == 404
+    client.force_login(lee)
+    assert client.get(reverse("live", args=[live_project.slug])).status_code == 403
+    live_project.live_mode = False
+    live_project.save()
+    client.force_login(alice)
+    assert client.get(reverse("live", args=[live_project.slug])).status_code == 404
+
+
+def test_without_an_open_generating_round_the_page_says_why(client, alice, project, versions):
+    project.live_mode = True
+    project.save()
+    round_create(project=project, baseline=versions[0], candidate=versions[1], status=RoundStatus.OPEN)  # imported
+    client.force_login(alice)
+    page = client.get(reverse("live", args=[project.slug]))
+    assert b"can answer live" in page.content
+    response = client.post(reverse("live", args=[project.slug]), {"text": "Hi"})
+    assert response.status_code == 422 and not LiveTurn.objects.exists()
+
+
+def test_an_answer_naming_a_model_is_not_judged_until_a_lead_releases_it(client, alice, live_project, monkeypatch):
+    from models_service import services
+
+    live_project.identity_terms = ["Gemini"]
+    live_project.save()
+    original = services.live_sample_store
+
+    def as_gemini(*, turn, side, generation):
+        if side == "A":
+            generation.text = "I am Gemini."
+        return original(turn=turn, side=side, generation=generation)
+
+    monkeypatch.setattr(services, "live_sample_store", as_gemini)
+    client.force_login(alice)
+    turn = start_turn(client, live_project)
+    stream_both(client, live_project, turn)
+    judge = client.get(reverse("live-judge", args=[live_project.slug, turn.pk]))
+    assert b"names a model" in judge.content and not Comparison.objects.exists()
+    flagged = Sample.objects.get(identity_flagged=True)
+    assert services.sample_release(sample=flagged) == 1
+    comparison = Comparison.objects.get()
+    assert comparison.taken == 0  # into the pool, for whoever is handed it next
