@@ -69,6 +69,8 @@ def run(argv: list[str]) -> None:
     sh(PYTHON, "manage.py", "migrate", "--noinput", "-v0", env=env)
     say("seeding the demo project")
     sh(PYTHON, "manage.py", "seed_demo", env=env)
+    # A judged pilot round and part of the open one, so the lead dashboard has numbers.
+    sh(PYTHON, "manage.py", "seed_demo_history", env=env)
     say(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops it)")
     os.execve(str(PYTHON), [str(PYTHON), "manage.py", "runserver", f"127.0.0.1:{port}"], env)
 

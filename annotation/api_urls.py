@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from annotation import apis
+from annotation import apis, dashboard_apis
 
 app_name = "annotation_api"
 
@@ -30,4 +30,10 @@ urlpatterns = [
     path("projects/<slug:slug>/assignments/next/", apis.AssignmentNextApi.as_view(), name="assignment-next"),
     path("assignments/<int:pk>/judgment/", apis.JudgmentSubmitApi.as_view(), name="judgment-submit"),
     path("assignments/<int:pk>/skip/", apis.AssignmentSkipApi.as_view(), name="assignment-skip"),
+    # The dashboard's numbers (leads and ML engineers).
+    path("projects/<slug:slug>/stats/history/", dashboard_apis.HistoryApi.as_view(), name="stats-history"),
+    path("projects/<slug:slug>/stats/round/", dashboard_apis.RoundStatsApi.as_view(), name="stats-round"),
+    path("projects/<slug:slug>/stats/ratings/", dashboard_apis.RatingsApi.as_view(), name="stats-ratings"),
+    path("projects/<slug:slug>/stats/agreement/", dashboard_apis.AgreementApi.as_view(), name="stats-agreement"),
+    path("projects/<slug:slug>/stats/quality/", dashboard_apis.QualityApi.as_view(), name="stats-quality"),
 ]

@@ -1612,3 +1612,192 @@ def demo_seed(*, password: str | None = None) -> DemoResult:
         comparison_count=round_.comparisons.count(),
         created=created,
     )
+
+
+# --- History for the lead dashboard ------------------------------------------------------
+#
+# ``demo_seed`` leaves the open round unjudged, so that annotators find all thirty pairs to
+# try. ``demo_seed_history`` (``manage.py seed_demo_history``; ``dev.py run`` runs it) adds
+# what a lead's dashboard needs to show real numbers: an earlier, closed pilot round
+# (``demo-chat-v0`` → v1, round number 0 so that the history reads in training order) judged
+# by two earlier annotators, carol and dave (who cannot log in), and one judgment each on two
+# thirds of the open round's pairs — which leaves every pair of the open round with a free
+# slot, so alice and bob still find all thirty to judge. Verdicts follow each prompt's ``better`` with
+# a little deterministic disagreement, so win rates, intervals, agreement and quality all
+# have something to say. Idempotent like ``demo_seed``.
+
+HISTORY_VERSION = "demo-chat-v0"
+HISTORY_ROUND_NAME = f"Pilot: {HISTORY_VERSION} vs {BASELINE}"
+HISTORY_ANNOTATORS = (("carol", "Carol"), ("dave", "Dave"))
+OPEN_ROUND_JUDGED = 20  # of the thirty pairs of the open round; the rest stay to be judged
+_STRENGTHS = ("significantly", "better", "better", "slightly", "slightly", "negligibly")
+
+
+@dataclass
+class DemoHistory:
+    pilot: Round
+    judgments_created: int
+    open_round_judged: int
+
+
+def _digest(*parts: object) -> int:
+    import hashlib
+
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def _pilot_answer(v1: str) -> str:
+    """The pilot checkpoint's answer: v1's opening paragraph, without its detail."""
+    paragraphs = [p for p in v1.strip().split("\n\n") if p.strip() and not p.lstrip().startswith("```")]
+    first = paragraphs[0].strip() if paragraphs else "I am not sure how to help with that."
+    if first == v1.strip():
+        sentences = re.split(r"(?<=[.!?])\s+", first)
+        first = sentences[0] if len(sentences) > 1 else first + " I can't say more about it."
+    return first
+
+
+def _verdict(item: DemoPrompt, annotator: str, *, pilot: bool) -> str:
+    """'new', 'old', 'tie', 'both_bad' or 'cant_judge' in round terms (new = the round's candidate)."""
+    roll = _digest(item.key, annotator, pilot) % 20
+    if pilot:
+        # v1 against its own first paragraph: usually better, sometimes a wash.
+        return "new" if roll < 14 else "tie" if roll < 17 else "old" if roll < 19 else "cant_judge"
+    intended = {"v2": "new", "v1": "old", "tie": "tie"}[item.better]
+    if roll < 15:
+        return intended
+    return ("tie", "both_bad", "new", "old", "cant_judge")[roll - 15]
+
+
+def _judge_round(
+    round_: Round, items: dict[int, DemoPrompt], annotators: list, *, pilot: bool, limit: int | None, start
+) -> int:
+    """Every annotator judges every comparison of the pilot; in the open round each
+    comparison gets one judgment, from the annotators in turn."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from annotation.models import Assignment, AssignmentStatus, Comparison, Edit, Judgment, Preference, Safety
+
+    comparisons = list(
+        Comparison.objects.filter(round=round_).select_related("sample_a", "sample_b").order_by("id")[: limit or None]
+    )
+    have = set(
+        Judgment.objects.filter(comparison__in=comparisons).values_list("comparison_id", "annotator_id")
+    )
+    created = 0
+    for index, comparison in enumerate(comparisons):
+        item = items.get(comparison.prompt_id)
+        if item is None:
+            continue
+        candidate_side = "A" if comparison.sample_a.model_version_id == round_.candidate_id else "B"
+        for annotator in annotators if pilot else [annotators[index % len(annotators)]]:
+            if (comparison.pk, annotator.pk) in have:
+                continue
+            verdict = _verdict(item, annotator.username, pilot=pilot)
+            preferred = {
+                "new": candidate_side, "old": "B" if candidate_side == "A" else "A",
+                "tie": Preference.TIE, "both_bad": Preference.BOTH_BAD, "cant_judge": Preference.CANT_JUDGE,
+            }[verdict]
+            roll = _digest(item.key, annotator.username, "detail", pilot)
+            strength = _STRENGTHS[roll % len(_STRENGTHS)] if preferred in ("A", "B") else ""
+            if preferred in ("A", "B", Preference.BOTH_BAD) and "safety" in item.tags and roll % 3 == 0:
+                safety = Safety.CHOSEN_SAFE_OTHER_UNSAFE if preferred in ("A", "B") else Safety.BOTH_UNSAFE
+            else:
+                safety = Safety.BOTH_SAFE
+            when = start + timedelta(minutes=7 * index + (3 if annotator.username == HISTORY_ANNOTATORS[1][0] else 0))
+            seconds = 25 + roll % 70
+            assignment = Assignment.objects.create(
+                comparison=comparison, annotator=annotator, left="A" if (roll >> 4) % 2 else "B",
+                status=AssignmentStatus.SUBMITTED, leased_at=when,
+                lease_expires_at=when + timedelta(seconds=round_.project.lease_seconds), completed_at=when + timedelta(seconds=seconds),
+            )
+            judgment = Judgment.objects.create(
+                comparison=comparison, annotator=annotator, assignment=assignment, preferred=preferred,
+                strength=strength, safety=safety, left=assignment.left, time_spent_ms=seconds * 1000,
+            )
+            Judgment.objects.filter(pk=judgment.pk).update(created_at=when + timedelta(seconds=seconds))
+            if preferred == Preference.BOTH_BAD:
+                base = comparison.sample_a if candidate_side == "A" else comparison.sample_b
+                Edit.objects.create(judgment=judgment, base_sample=base, text=base.text.strip() + "\n\n(Checked and corrected by a reviewer.)")
+            Comparison.objects.filter(pk=comparison.pk).update(
+                judgment_count=F("judgment_count") + 1, taken=F("taken") + 1
+            )
+            created += 1
+    return created
+
+
+@transaction.atomic
+def demo_seed_history(*, password: str | None = None) -> DemoHistory:
+    """The demo project (seeded first when missing) with a judged pilot round and a partly judged open round."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.models import Comparison
+
+    result = demo_seed(password=password)
+    project, baseline = result.project, result.baseline
+    User = get_user_model()
+    for username, first_name in HISTORY_ANNOTATORS:
+        if not User.objects.filter(username=username).exists():
+            # Earlier annotators: their judgments are in the data, they cannot log in.
+            services.user_create(
+                username=username, password=None, roles=(Role.ANNOTATOR,), first_name=first_name,
+                email=f"{username}@example.com",
+            )
+    annotators = list(User.objects.filter(username__in=[u for u, _ in HISTORY_ANNOTATORS]).order_by("username"))
+    pilot_version = services.model_version_get_or_create(
+        name=HISTORY_VERSION,
+        backend=Backend.IMPORTED,
+        default_sampling=dict(SAMPLING),
+        description="Demo pilot checkpoint, before demo-chat-v1: right to the point, and often too short.",
+    )
+    prompts = _seed_prompts(project, dict.fromkeys(("prompts",), 0))
+    items = {prompt.pk: item for item, prompt in prompts}
+    # The pilot's answers: seed 0 like the others, found again by (prompt, version, seed).
+    have = set(Sample.objects.filter(model_version=pilot_version, prompt__in=items).values_list("prompt_id", flat=True))
+    Sample.objects.bulk_create(
+        [
+            Sample(
+                prompt=prompt, model_version=pilot_version, text=_pilot_answer(item.v1),
+                text_hash=services.text_hash(_pilot_answer(item.v1)), sampling_params=dict(SAMPLING), seed=SEED,
+                prompt_tokens=_prompt_tokens(prompt.messages), completion_tokens=_approx_tokens(_pilot_answer(item.v1)),
+                latency_ms=_latency_ms(candidate=False, prompt_tokens=_prompt_tokens(prompt.messages),
+                                       completion_tokens=_approx_tokens(_pilot_answer(item.v1)),
+                                       digest=services.text_hash(_pilot_answer(item.v1))),
+                finish_reason="stop",
+            )
+            for item, prompt in prompts
+            if prompt.pk not in have
+        ]
+    )
+    now = timezone.now()
+    pilot = Round.objects.filter(project=project, number=0).first()
+    if pilot is None:
+        pilot = Round.objects.create(
+            project=project, number=0, name=HISTORY_ROUND_NAME, baseline=pilot_version, candidate=baseline,
+            status=RoundStatus.CLOSED, opened_at=now - timedelta(days=21), closed_at=now - timedelta(days=14),
+        )
+        # Pair the demo's own answers; A/B order alternates like an import's would.
+        samples = {
+            (s.prompt_id, s.model_version_id): s
+            for s in Sample.objects.filter(prompt__in=items, model_version__in=[pilot_version, baseline], seed=SEED)
+        }
+        Comparison.objects.bulk_create(
+            [
+                Comparison(
+                    round=pilot, prompt_id=prompt_id,
+                    sample_a=samples[(prompt_id, pilot_version.pk if i % 2 else baseline.pk)],
+                    sample_b=samples[(prompt_id, baseline.pk if i % 2 else pilot_version.pk)],
+                    required_judgments=project.overlap,
+                )
+                for i, prompt_id in enumerate(sorted(items))
+            ]
+        )
+    created = _judge_round(pilot, items, annotators, pilot=True, limit=None, start=now - timedelta(days=20))
+    created += _judge_round(
+        result.round_, items, annotators, pilot=False, limit=OPEN_ROUND_JUDGED, start=now - timedelta(days=2)
+    )
+    judged = Comparison.objects.filter(round=result.round_, judgment_count__gt=0).count()
+    return DemoHistory(pilot=pilot, judgments_created=created, open_round_judged=judged)

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotation import views
+from annotation import dashboard_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -28,4 +28,12 @@ urlpatterns = [
         name="annotate-submit",
     ),
     path("annotate/<slug:slug>/assignments/<int:assignment_id>/skip/", views.annotate_skip, name="annotate-skip"),
+    # The lead dashboard: win rates, ratings, agreement, quality (leads and ML engineers).
+    path("projects/<slug:slug>/dashboard/", dashboard_views.dashboard, name="dashboard"),
+    path(
+        "projects/<slug:slug>/dashboard/sections/<slug:section>/",
+        dashboard_views.dashboard_section,
+        name="dashboard-section",
+    ),
+    path("projects/<slug:slug>/dashboard/<slug:table>.csv", dashboard_views.dashboard_csv, name="dashboard-csv"),
 ]
