@@ -1,0 +1,39 @@
+"""Celery task (queue ``default``): thin and idempotent (STYLE.md §5).
+
+It passes the job id to ``services.export_job_run``, which claims the job with a
+conditional update: a duplicate delivery finds the job taken and does nothing, a
+re-delivery after a killed worker (``acks_late`` + ``reject_on_worker_lost``) finds
+its heartbeat and retries until the heartbeat is stale, then takes the job over.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from rlhf_export import services
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 8
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES)
+def export_job_run_task(self, job_id: int) -> str:
+    try:
+        outcome = services.export_job_run(job_id=job_id)
+    except services.TEMPORARY_ERRORS as exc:
+        if self.request.retries >= self.max_retries:
+            services.export_job_fail(job_id=job_id, error=f"gave up after {self.max_retries} retries: {exc}")
+            return services.RunOutcome.FAILED
+        logger.warning("export %s: temporary error, retrying: %s", job_id, exc)
+        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries))
+    if outcome == services.RunOutcome.BUSY:
+        # Another worker holds the job, or one died and its heartbeat is not stale yet.
+        if self.request.retries >= self.max_retries:
+            return outcome
+        stale = int(getattr(settings, "EXPORT_STALE_SECONDS", 300))
+        raise self.retry(countdown=max(1, stale // 2 + 1))
+    return outcome
