@@ -228,11 +228,30 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets used by several serializers get one name each in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "RoundStatusEnum": "annotation.models.RoundStatus",
+        "ExportKindEnum": "rlhf_export.models.ExportKind",
+    },
 }
 
 # --- Domain knobs ---------------------------------------------------------------------
 IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 2000, minimum=1)
 IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 100, minimum=1)
+# Sampling (models_service): prompts per batch handed to a backend, tries per prompt
+# within one run of a job, and how long a running job may go without a heartbeat
+# before another delivery of its task takes it over.
+SAMPLING_BATCH_SIZE = env_int("SAMPLING_BATCH_SIZE", 64, minimum=1)
+SAMPLING_MAX_ATTEMPTS = env_int("SAMPLING_MAX_ATTEMPTS", 3, minimum=1)
+SAMPLING_STALE_SECONDS = env_int("SAMPLING_STALE_SECONDS", 900, minimum=30)
+# Exports (rlhf_export): judgments read per batch (one progress/heartbeat UPDATE each),
+# seconds without a heartbeat after which a running job counts as abandoned (its worker
+# died) and may be taken over, where files go in storage, and a local work folder for
+# shards bound for non-local storage (S3).
+EXPORT_BATCH_SIZE = env_int("EXPORT_BATCH_SIZE", 5000, minimum=1)
+EXPORT_STALE_SECONDS = env_int("EXPORT_STALE_SECONDS", 300, minimum=1)
+EXPORT_STORAGE_PREFIX = (env_str("EXPORT_STORAGE_PREFIX", "exports") or "exports").strip("/") or "exports"
+EXPORT_WORK_DIR = Path(env_str("EXPORT_WORK_DIR", str(VAR_DIR / "export-work")) or VAR_DIR / "export-work")
 
 LOGGING = {
     "version": 1,
