@@ -119,6 +119,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", CELERY_BROKER_UR
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # The sweeper only queues jobs: it runs beside beat, not on a GPU worker.
+    "models_service.tasks.requeue_abandoned_sampling": {"queue": "default"},
     "models_service.tasks.*": {"queue": "gpu"},
     "rlhf_export.tasks.*": {"queue": "default"},
 }
@@ -134,6 +136,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotation.tasks.reclaim_expired_leases",
         "schedule": env_int("LEASE_RECLAIM_SECONDS", 30, minimum=1),
         "options": {"queue": "default", "expires": 25},
+    },
+    # Jobs whose queued message was lost or whose worker died for good are queued again.
+    "requeue-abandoned-exports": {
+        "task": "rlhf_export.tasks.requeue_abandoned_exports",
+        "schedule": 60,
+        "options": {"queue": "default", "expires": 55},
+    },
+    "requeue-abandoned-sampling": {
+        "task": "models_service.tasks.requeue_abandoned_sampling",
+        "schedule": 60,
+        "options": {"queue": "default", "expires": 55},
     },
 }
 

@@ -263,6 +263,21 @@ def _queue(job_ids: list[int]) -> None:
         sample_job.delay(job_id)
 
 
+def sampling_jobs_abandoned(*, limit: int) -> list[int]:
+    """Jobs no worker is on: queued, or running, without a sign of life (creation or
+    heartbeat) for longer than ``SAMPLING_STALE_SECONDS``."""
+    stale_before = timezone.now() - timedelta(seconds=_setting("SAMPLING_STALE_SECONDS", 900))
+    quiet = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
+    return list(
+        SamplingJob.objects.filter(
+            Q(status=JobStatus.PENDING, created_at__lt=stale_before) & quiet
+            | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 @transaction.atomic
 def sampling_start(*, round_: Round) -> list[SamplingJob]:
     """Create the round's jobs (one per arm) if they are missing and queue every job that

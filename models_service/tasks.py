@@ -11,14 +11,18 @@ fills in what is missing.
 
 from __future__ import annotations
 
+import logging
 import random
 
 from celery import shared_task
 from django.conf import settings
+from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 
 from models_service import services
 from models_service.models import JobStatus, SamplingJob
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="models_service.tasks.sample_job", acks_late=True, max_retries=8)
@@ -35,3 +39,23 @@ def sample_job(self, job_id: int) -> dict[str, int] | None:
             raise self.retry(countdown=settings.SAMPLING_STALE_SECONDS, max_retries=None)
         return None
     return {"job": job.pk, "total": job.total, "sampled": job.sampled, "failed": job.failed}
+
+
+# Per run of the sweeper; more are picked up by the next runs.
+REQUEUE_BATCH = 100
+
+
+@shared_task(name="models_service.tasks.requeue_abandoned_sampling", ignore_result=True)
+def requeue_abandoned_sampling() -> int:
+    """Celery beat, every minute, on the ``default`` queue (its own route): queue again the
+    sampling jobs no task will run - the queued message was lost (Redis restarted without
+    persistence) or the worker died and its re-delivery is gone. A job found here is queued
+    at most once per ``SAMPLING_STALE_SECONDS``; a duplicate delivery only fills in what is
+    missing, so it is harmless."""
+    queued = 0
+    for job_id in services.sampling_jobs_abandoned(limit=REQUEUE_BATCH):
+        if cache.add(f"sampling-requeued:{job_id}", 1, settings.SAMPLING_STALE_SECONDS):
+            logger.warning("sampling job %s: no task is running it; queued again", job_id)
+            sample_job.delay(job_id)
+            queued += 1
+    return queued

@@ -194,6 +194,20 @@ def export_job_create(
     return job
 
 
+def export_jobs_abandoned(*, limit: int) -> list[int]:
+    """Jobs no worker is on: pending for longer than ``EXPORT_STALE_SECONDS`` (the queued
+    message was lost) or running with a heartbeat older than that (the worker died)."""
+    stale_before = timezone.now() - timedelta(seconds=_setting("EXPORT_STALE_SECONDS", 300))
+    return list(
+        ExportJob.objects.filter(
+            Q(status=ExportStatus.PENDING, created_at__lt=stale_before)
+            | Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale_before)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 @transaction.atomic
 def export_job_cancel(*, job: ExportJob) -> ExportJob:
     """Stop a pending or running job. A running worker notices at its next batch and

@@ -12,6 +12,7 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.core.cache import cache
 
 from rlhf_export import services
 
@@ -37,3 +38,27 @@ def export_job_run_task(self, job_id: int) -> str:
         stale = int(getattr(settings, "EXPORT_STALE_SECONDS", 300))
         raise self.retry(countdown=max(1, stale // 2 + 1))
     return outcome
+
+
+# Per run of the sweeper; more are picked up by the next runs.
+REQUEUE_BATCH = 100
+
+
+@shared_task(name="rlhf_export.tasks.requeue_abandoned_exports", ignore_result=True)
+def requeue_abandoned_exports() -> int:
+    """Celery beat, every minute: queue again the jobs that no task will run.
+
+    A killed worker's task is re-delivered (acks_late), but a message can still be lost:
+    Redis restarted without persistence, or the re-delivered task gave up retrying while a
+    dead worker's heartbeat was not stale yet. Without this a job would stay "pending" or
+    "running" for ever. A job found here is queued at most once per
+    ``EXPORT_STALE_SECONDS``; a duplicate delivery is harmless (the claim is conditional).
+    """
+    stale = int(getattr(settings, "EXPORT_STALE_SECONDS", 300))
+    queued = 0
+    for job_id in services.export_jobs_abandoned(limit=REQUEUE_BATCH):
+        if cache.add(f"export-requeued:{job_id}", 1, stale):
+            logger.warning("export %s: no task is running it; queued again", job_id)
+            export_job_run_task.delay(job_id)
+            queued += 1
+    return queued
