@@ -18,8 +18,9 @@ Caching: each result is stored in Django's cache under a key made of what was as
 judgment id and the highest edit id (two index look-ups). A new judgment or edit
 changes the fingerprint, so the entry is stale and nothing has to remember to
 invalidate it. A stale entry that was quick to compute is recomputed at once; one that
-was slow (a million judgments) is served while a background thread recomputes it
-(``_cached``). Changes that add no row - a deletion, a changed gold answer - do not
+was slow (a million judgments) is served while it is recomputed off the request path
+(``_cached``): by a Celery task on the ``default`` queue when a broker is configured (the
+web processes keep their CPU for annotators), by a thread in the embedded set-up. Changes that add no row - a deletion, a changed gold answer - do not
 move the fingerprint: they show when the next judgment arrives or the entry expires
 (``CACHE_SECONDS``).
 """
@@ -37,6 +38,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -92,6 +94,23 @@ class Filters:
     def active(self) -> bool:
         return bool(self.tag or self.since or self.until or self.annotator_id)
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "annotator_id": self.annotator_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Filters:
+        return cls(
+            tag=data.get("tag") or "",
+            since=date.fromisoformat(data["since"]) if data.get("since") else None,
+            until=date.fromisoformat(data["until"]) if data.get("until") else None,
+            annotator_id=data.get("annotator_id"),
+        )
+
 
 # --- Caching ----------------------------------------------------------------------------
 
@@ -111,17 +130,42 @@ class _Entry:
     computed_at: float
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A report's computation as plain values (kind and JSON arguments), so that a Celery
+    worker can run it; calling it computes the report here."""
+
+    kind: str
+    args: dict[str, Any]
+
+    def __call__(self) -> Any:
+        return _RECIPES[self.kind](**self.args)
+
+
 def _refresh_in_background(key: str, compute: Callable[[], Any], fingerprint: tuple[int, int]) -> None:
-    """Recompute a stale entry off the request path (one refresh per key at a time)."""
+    """Recompute a stale entry off the request path (one refresh per key at a time): a
+    Celery task where there is a real broker, else a thread of this process."""
+    if isinstance(compute, Recipe) and not settings.CELERY_TASK_ALWAYS_EAGER:
+        from annotation.tasks import dashboard_refresh
+
+        dashboard_refresh.delay(key, compute.kind, compute.args, list(fingerprint))
+        return
 
     def run() -> None:
         try:
-            _store(key, compute, fingerprint)
+            refresh(key, compute, fingerprint)
         finally:
-            cache.delete(key + ":refreshing")
             connection.close()  # this thread's own connection
 
     threading.Thread(target=run, name=f"dashboard-refresh-{key[-8:]}", daemon=True).start()
+
+
+def refresh(key: str, compute: Callable[[], Any], fingerprint: tuple[int, int]) -> None:
+    """Compute and store one entry, then let the next stale read start another refresh."""
+    try:
+        _store(key, compute, fingerprint)
+    finally:
+        cache.delete(key + ":refreshing")
 
 
 def _store(key: str, compute: Callable[[], T], fingerprint: tuple[int, int]) -> T:
@@ -483,7 +527,7 @@ def round_report(*, round_: Round, filters: Filters, wait: bool = True) -> Round
     return _cached(
         "round",
         [round_.pk, round_.baseline_id, round_.candidate_id, filters.key()],
-        lambda: _compute_round(round_, filters),
+        Recipe("round", {"round_id": round_.pk, "filters": filters.as_json()}),
         wait=wait,
     )
 
@@ -529,7 +573,10 @@ def _compute_history(project: Project, filters: Filters) -> list[HistoryPoint]:
 def history(*, project: Project, filters: Filters, wait: bool = True) -> list[HistoryPoint]:
     rounds_key = list(Round.objects.filter(project=project).values_list("pk", "baseline_id", "candidate_id", "status"))
     return _cached(
-        "history", [project.pk, rounds_key, filters.key()], lambda: _compute_history(project, filters), wait=wait
+        "history",
+        [project.pk, rounds_key, filters.key()],
+        Recipe("history", {"project_id": project.pk, "filters": filters.as_json()}),
+        wait=wait,
     )
 
 
@@ -579,7 +626,7 @@ def ratings_report(
     return _cached(
         "ratings",
         [project.pk, filters.key(), anchor, rounds],
-        lambda: _compute_ratings(project, filters, anchor, rounds),
+        Recipe("ratings", {"project_id": project.pk, "filters": filters.as_json(), "anchor": anchor, "rounds": rounds}),
         wait=wait,
     )
 
@@ -729,7 +776,10 @@ def agreement_report(
 ) -> AgreementReport:
     ids = None if round_ids is None else sorted(round_ids)
     return _cached(
-        "agreement", [project.pk, ids, filters.key()], lambda: _compute_agreement(project, ids, filters), wait=wait
+        "agreement",
+        [project.pk, ids, filters.key()],
+        Recipe("agreement", {"project_id": project.pk, "round_ids": ids, "filters": filters.as_json()}),
+        wait=wait,
     )
 
 
@@ -814,7 +864,7 @@ def quality_for(
     rows = _cached(
         "quality",
         [project.pk, ids, team.key()],
-        lambda: assess(quality_rows(project_id=project.pk, round_ids=ids, filters=team)),
+        Recipe("quality", {"project_id": project.pk, "round_ids": ids, "filters": team.as_json()}),
         wait=wait,
     )
     if filters.annotator_id is not None:
@@ -867,3 +917,25 @@ def project_annotators(*, project: Project) -> list[tuple[int, str]]:
         return list(User.objects.filter(pk__in=ids).order_by(User.USERNAME_FIELD).values_list("pk", User.USERNAME_FIELD))
 
     return _cached("annotators", [project.pk], compute)
+
+
+# --- Recipes: each report from plain arguments (for ``Recipe`` and the Celery task) ------
+
+
+def _project(project_id: int) -> Project:
+    return Project.objects.get(pk=project_id)
+
+
+_RECIPES: dict[str, Callable[..., Any]] = {
+    "round": lambda round_id, filters: _compute_round(Round.objects.get(pk=round_id), Filters.from_json(filters)),
+    "history": lambda project_id, filters: _compute_history(_project(project_id), Filters.from_json(filters)),
+    "ratings": lambda project_id, filters, anchor, rounds: _compute_ratings(
+        _project(project_id), Filters.from_json(filters), anchor, rounds
+    ),
+    "agreement": lambda project_id, round_ids, filters: _compute_agreement(
+        _project(project_id), round_ids, Filters.from_json(filters)
+    ),
+    "quality": lambda project_id, round_ids, filters: assess(
+        quality_rows(project_id=project_id, round_ids=round_ids, filters=Filters.from_json(filters))
+    ),
+}

@@ -405,6 +405,61 @@ def test_the_background_refresh_thread_stores_the_new_report_and_releases_its_lo
     assert cache.get("dash:test:refreshing") is None and calls == ["closed"]
 
 
+def test_with_a_real_broker_a_stale_report_is_recomputed_by_a_celery_task_not_the_web_process(
+    project, round_, build, alice, bob, monkeypatch, settings
+):
+    import json
+    from datetime import date
+
+    from annotation import tasks
+
+    sent = []
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(dashboards, "SLOW_SECONDS", 0.0)
+    monkeypatch.setattr(dashboards.threading, "Thread", lambda *a, **kw: pytest.fail("no thread in the web process"))
+    monkeypatch.setattr(tasks.dashboard_refresh, "delay", lambda *args: sent.append(json.loads(json.dumps(args))))
+    filters = Filters(since=date(2020, 1, 1), until=date(2100, 1, 1))
+    comparison = build.comparison()
+    build.judge(comparison, alice, NEW)
+    report = dict(project=project, round_ids=[round_.pk], filters=filters)
+    dashboards.round_report(round_=round_, filters=filters)
+    dashboards.agreement_report(**report)
+    dashboards.quality_for(**report)
+    dashboards.history(project=project, filters=filters)
+    dashboards.ratings_report(project=project, filters=filters, rounds=10)
+
+    build.judge(comparison, bob, OLD)
+    assert dashboards.round_report(round_=round_, filters=filters).overall.counts.as_tuple() == (1, 0, 0, 0, 0)
+    dashboards.agreement_report(**report)
+    dashboards.quality_for(**report)
+    dashboards.history(project=project, filters=filters)
+    dashboards.ratings_report(project=project, filters=filters, rounds=10)
+
+    # Five messages with JSON arguments only; the worker runs each and stores the new numbers.
+    assert sorted(kind for _key, kind, _args, _fp in sent) == ["agreement", "history", "quality", "ratings", "round"]
+    for key, kind, args, fingerprint in sent:
+        tasks.dashboard_refresh(key, kind, args, fingerprint)
+        assert cache_lock_free(key)
+    assert dashboards.round_report(round_=round_, filters=filters).overall.counts.as_tuple() == (1, 1, 0, 0, 0)
+    assert dashboards.agreement_report(**report).without_strength.items == 1
+    assert {r.figures.username for r in dashboards.quality_for(**report)} == {"alice", "bob"}
+    assert dashboards.history(project=project, filters=filters)[0].result.counts.n == 2
+    assert len(sent) == 5  # fresh again: nothing more to send
+
+
+def cache_lock_free(key: str) -> bool:
+    from django.core.cache import cache
+
+    return cache.get(key + ":refreshing") is None
+
+
+def test_filters_survive_the_trip_through_json():
+    from datetime import date
+
+    for filters in (Filters(), Filters(tag="code", since=date(2026, 1, 2), until=date(2026, 3, 4), annotator_id=7)):
+        assert Filters.from_json(filters.as_json()) == filters
+
+
 def test_quality_for_one_annotator_still_compares_with_the_team(project, round_, build, alice, bob):
     for i in range(25):
         comparison = build.comparison()
