@@ -12,7 +12,7 @@ from annotation.imports import FileFormat, ImportKind, ImportOptions, import_run
 from annotation.models import Comparison, Judgment, JudgmentSource, Preference, Prompt, Round, Sample, Strength
 from models_service.models import ModelVersion
 
-LLMBAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "llmbar"
+LLMBAR = Path(__file__).resolve().parents[1] / "data" / "llmbar"  # a copy of ../shared/data/llmbar/natural.json
 User = get_user_model()
 
 
