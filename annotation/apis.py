@@ -157,9 +157,10 @@ class ModelVersionRefSerializer(serializers.Serializer):
 
 @extend_schema(tags=["model versions"])
 class ModelVersionListApi(BaseApi):
-    """Model versions (checkpoints). Anyone with a role lists them; leads and ML engineers register them."""
+    """Model versions (checkpoints): leads and ML engineers list and register them.
+    Annotators judge blind, so model names and server addresses are not theirs to read."""
 
-    permissions = {"GET": IsAnyRole, "POST": IsLeadOrMLEngineer}
+    permissions = {"GET": IsLeadOrMLEngineer, "POST": IsLeadOrMLEngineer}
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
@@ -202,9 +203,9 @@ class ModelVersionListApi(BaseApi):
 
 @extend_schema(tags=["model versions"])
 class ModelVersionDetailApi(BaseApi):
-    """One model version. Anyone with a role reads it; leads and ML engineers change it."""
+    """One model version, for leads and ML engineers (annotators judge blind)."""
 
-    permissions = {"GET": IsAnyRole, "PATCH": IsLeadOrMLEngineer}
+    permissions = {"GET": IsLeadOrMLEngineer, "PATCH": IsLeadOrMLEngineer}
     InputSerializer = ModelVersionListApi.InputSerializer
     OutputSerializer = ModelVersionListApi.OutputSerializer
 

@@ -297,7 +297,7 @@ def _cell(value: Any) -> Any:
 
 def _write_csv(response: HttpResponse, header: list[str], rows: Iterable[list[Any]]) -> None:
     writer = csv.writer(response)
-    writer.writerow(header)
+    writer.writerow([_cell(v) for v in header])  # the win matrix's header holds model names
     for row in rows:
         writer.writerow([_cell(v) for v in row])
 

@@ -798,25 +798,50 @@ def _live_adapter(version: ModelVersion) -> BackendAdapter:
 
 def live_stream(*, turn: LiveTurn, side: str) -> Iterator[StreamEvent]:
     """Stream one answer of a live turn (``side`` in sample terms, A or B) and store it
-    when complete. An answer already stored is replayed at once (a reload, a retry)."""
+    when complete. An answer already stored is replayed at once (a reload, a retry).
+
+    Blind protocol: an answer that names a model or its maker (the project's identity
+    terms) must not reach the annotator. The stream holds back the last characters (as
+    many as the longest term) until the text after them is known, and stops showing the
+    answer as soon as a term matches; the answer is still generated and stored, flagged,
+    for a lead to review, and the final event carries ``held``. A held answer is never
+    replayed."""
     version = turn.version_a if side == Side.A else turn.version_b
     existing_id = turn.sample_a_id if side == Side.A else turn.sample_b_id
     if existing_id:
         sample = Sample.objects.get(pk=existing_id)
+        if not _usable(sample):
+            yield StreamEvent(done=True, generation=Generation(text="", finish_reason=""), extra={"held": True})
+            return
         yield StreamEvent(delta=sample.text)
         yield StreamEvent(done=True, generation=Generation(text=sample.text, finish_reason=sample.finish_reason))
         return
     seed = turn.seed_a if side == Side.A else turn.seed_b
     params = SamplingParams.model_validate({**(turn.params_a if side == Side.A else turn.params_b), "seed": seed})
+    terms = [t.strip() for t in turn.project.identity_terms or [] if t and t.strip()]
+    pattern = identity_pattern(terms)
+    # A term still being written lies within the last len(term) characters; one more for
+    # the word boundary after it.
+    hold = max((len(t) for t in terms), default=0) + 1 if pattern else 0
+    text, sent, held = "", 0, False
     try:
         adapter = _live_adapter(version)
         final: Generation | None = None
         for event in adapter.stream(GenerationRequest(messages=turn.prompt.messages, params=params)):
             if event.done:
                 final = event.generation
-            else:
-                # What the page shows must be what is stored (PostgreSQL text holds no NUL).
-                yield StreamEvent(delta=sample_text_clean(event.delta))
+                continue
+            # What the page shows must be what is stored (PostgreSQL text holds no NUL).
+            text += sample_text_clean(event.delta)
+            if held:
+                continue
+            if pattern and pattern.search(text):
+                held = True
+                continue
+            safe = max(sent, len(text) - hold)
+            if safe > sent:
+                yield StreamEvent(delta=text[sent:safe])
+                sent = safe
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"[:1000]
         field = "error_a" if side == Side.A else "error_b"
@@ -824,6 +849,11 @@ def live_stream(*, turn: LiveTurn, side: str) -> Iterator[StreamEvent]:
         raise LiveStreamFailed(message) from exc
     assert final is not None
     sample = live_sample_store(turn=turn, side=side, generation=final)
+    if held or not _usable(sample):
+        yield StreamEvent(done=True, generation=final, extra={"sample_id": sample.pk, "held": True})
+        return
+    if sample.text[sent:]:
+        yield StreamEvent(delta=sample.text[sent:])
     yield StreamEvent(done=True, generation=final, extra={"sample_id": sample.pk})
 
 
@@ -929,7 +959,7 @@ def live_assignment_create(*, turn: LiveTurn) -> LiveJudging:
     if not (_usable(turn.sample_a) and _usable(turn.sample_b)):
         return LiveJudging(
             None,
-            "An answer names a model or its maker, so this turn is kept out of the data (a lead may release it). "
+            "An answer was held back for a lead to review, so this turn is kept out of the data. "
             "Start a new prompt.",
             "flagged",
         )

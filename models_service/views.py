@@ -256,6 +256,9 @@ def live_turn(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
     return response
 
 
+HELD_MESSAGE = "This answer was held back for a lead to review. Start a new prompt."
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -263,7 +266,8 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 @login_required
 @require_safe
 def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> StreamingHttpResponse:
-    """One answer of a turn as server-sent events: ``delta`` pieces, then ``done`` (or ``error``)."""
+    """One answer of a turn as server-sent events: ``delta`` pieces, then ``done`` (or
+    ``error``, or ``held`` for an answer kept from annotators)."""
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
     if side not in ("left", "right"):
@@ -274,7 +278,10 @@ def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> Str
         yield b": stream open\n\n"  # headers and a first byte out at once, before the model starts
         try:
             for event in services.live_stream(turn=turn, side=sample_side):
-                if event.done:
+                if event.done and event.extra.get("held"):
+                    # Never say why: that would tell the annotator the answer named its model.
+                    yield _sse("held", {"message": HELD_MESSAGE})
+                elif event.done:
                     yield _sse("done", {"finish_reason": event.generation.finish_reason if event.generation else ""})
                 else:
                     yield _sse("delta", {"text": event.delta})

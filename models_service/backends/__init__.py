@@ -65,11 +65,19 @@ class _Config(BaseModel):
 
 class OpenAIConfig(_Config):
     """An OpenAI-compatible server. The API key is never stored: ``api_key_env`` names the
-    environment variable of the worker (and web) process that holds it."""
+    environment variable of the worker (and web) process that holds it. Only names ending
+    in ``_API_KEY`` are accepted: whoever edits a version must not be able to have another
+    secret of the process (``SECRET_KEY``, ``DATABASE_URL``, storage keys) sent to a
+    server of their choosing."""
 
     base_url: str = Field(..., description="e.g. http://vllm:8000/v1")
     model: str = Field("", max_length=500, description="Model name to request; default: the server's first model.")
-    api_key_env: str = Field("", max_length=100, pattern=r"^$|^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_env: str = Field(
+        "",
+        max_length=100,
+        pattern=r"^$|^[A-Z][A-Z0-9_]*_API_KEY$",
+        description="Name of the environment variable holding the key; must end in _API_KEY (e.g. VLLM_API_KEY).",
+    )
     max_concurrency: int = Field(8, ge=1, le=512, description="Requests in flight at once, per version and process.")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Longest wait for one answer (or between streamed chunks).")
     connect_timeout_s: float = Field(5.0, gt=0, le=300)

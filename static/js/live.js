@@ -2,7 +2,7 @@
  * besides the vendored htmx.
  *
  * Both answers are asked for at once: one fetch() per pane reads that pane's stream of
- * server-sent events ("delta" pieces, then "done" or "error") and appends the text as it
+ * server-sent events ("delta" pieces, then "done", "error" or "held") and appends the text as it
  * comes. When both panes are done the judgment form is fetched into #judge-slot (htmx
  * handles its submission). A pane that fails offers "Try again": the server replays an
  * answer it already stored, or asks the model again.
@@ -102,6 +102,16 @@
           } else if (event.name === "error") {
             finished = true;
             fail(pane, data.message);
+          } else if (event.name === "held") {
+            // Kept from annotators (a lead reviews it): nothing of it stays on screen.
+            finished = true;
+            out.textContent = "";
+            setState(pane, "held back", false);
+            const note = document.createElement("p");
+            note.className = "live-error";
+            note.setAttribute("role", "status");
+            note.textContent = data.message;
+            pane.append(note);
           }
         }
         if (end) break;

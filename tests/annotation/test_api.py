@@ -113,9 +113,9 @@ ENDPOINTS = [
     ("get", "/api/v1/tokens/", ANY, None, 200),
     # with a token nobody may mint another token (a session may: see the token tests)
     ("post", "/api/v1/tokens/", (), {"name": "laptop"}, 201),
-    ("get", "/api/v1/model-versions/", ANY, None, 200),
+    ("get", "/api/v1/model-versions/", LEAD_OR_ML, None, 200),  # annotators judge blind
     ("post", "/api/v1/model-versions/", LEAD_OR_ML, {"name": "chat-v3"}, 201),
-    ("get", "/api/v1/model-versions/{version}/", ANY, None, 200),
+    ("get", "/api/v1/model-versions/{version}/", LEAD_OR_ML, None, 200),
     ("patch", "/api/v1/model-versions/{version}/", LEAD_OR_ML, {"description": "SFT"}, 200),
     ("get", "/api/v1/projects/", ANY, None, 200),
     ("post", "/api/v1/projects/", LEAD, {"name": "Safety v1"}, 201),

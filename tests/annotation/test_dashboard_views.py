@@ -203,6 +203,15 @@ def test_csv_cells_cannot_smuggle_spreadsheet_formulas(client, judged, lee):
     assert "'=cmd|' /C calc'!A0" in labels and not any(label.startswith("=") for label in labels)
 
 
+def test_the_win_matrix_csv_header_of_model_names_cannot_smuggle_formulas_either(client, judged, lee):
+    from models_service.models import ModelVersion
+
+    ModelVersion.objects.filter(name="chat-v3").update(name='=HYPERLINK("http://x","v3")')
+    client.force_login(lee)
+    header = read_csv(client.get(reverse("dashboard-csv", args=[judged.slug, "win-matrix"])))[0]
+    assert """'=HYPERLINK("http://x","v3")""" in header and not any(cell.startswith("=") for cell in header)
+
+
 def test_csv_with_bad_filters_is_a_400_with_field_errors(client, judged, lee):
     client.force_login(lee)
     response = client.get(reverse("dashboard-csv", args=[judged.slug, "round"]) + "?round=abc")

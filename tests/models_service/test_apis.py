@@ -114,7 +114,7 @@ def test_model_versions_api_checks_the_backend_config_field_by_field(maya):
     assert any(m.startswith("base_url:") for m in messages) and any(m.startswith("api_key: unknown setting") for m in messages)
     ok = client.post(
         reverse("annotation_api:model-version-list"),
-        {"name": "served", "backend": "openai", "config": {"base_url": "http://vllm:8000/v1", "api_key_env": "VLLM_KEY"},
+        {"name": "served", "backend": "openai", "config": {"base_url": "http://vllm:8000/v1", "api_key_env": "VLLM_API_KEY"},
          "default_sampling": {"temperature": 0.7, "max_tokens": 256}},
         format="json",
     )
@@ -124,3 +124,15 @@ def test_model_versions_api_checks_the_backend_config_field_by_field(maya):
         {"default_sampling": {"temperature": 5}}, format="json",
     )
     assert bad_sampling.status_code == 400 and "temperature" in str(bad_sampling.json()["default_sampling"])
+
+
+def test_a_version_cannot_name_another_secret_of_the_process_as_its_api_key(maya):
+    client = token_client(maya)
+    for name in ("SECRET_KEY", "DATABASE_URL", "S3_SECRET_ACCESS_KEY", "vllm_api_key"):
+        response = client.post(
+            reverse("annotation_api:model-version-list"),
+            {"name": f"leaky-{name}", "backend": "openai", "config": {"base_url": "http://attacker/v1", "api_key_env": name}},
+            format="json",
+        )
+        assert response.status_code == 400, name
+        assert any(m.startswith("api_key_env:") for m in response.json()["config"])

@@ -201,24 +201,41 @@ def test_without_an_open_generating_round_the_page_says_why(client, alice, proje
     assert response.status_code == 422 and not LiveTurn.objects.exists()
 
 
-def test_an_answer_naming_a_model_is_not_judged_until_a_lead_releases_it(client, alice, live_project, monkeypatch):
+def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_lead(client, alice, live_project, monkeypatch):
     from models_service import services
+    from models_service.backends import Generation, StreamEvent
 
     live_project.identity_terms = ["Gemini"]
     live_project.save()
-    original = services.live_sample_store
+    original = services._live_adapter
 
-    def as_gemini(*, turn, side, generation):
-        if side == "A":
-            generation.text = "I am Gemini."
-        return original(turn=turn, side=side, generation=generation)
+    class SpeaksAsGemini:
+        """The term arrives split across pieces, as a tokenizer would cut it."""
 
-    monkeypatch.setattr(services, "live_sample_store", as_gemini)
+        def stream(self, request):
+            for piece in ("Hello there. I am Gem", "ini, made", " by Google."):
+                yield StreamEvent(delta=piece)
+            yield StreamEvent(done=True, generation=Generation(text="Hello there. I am Gemini, made by Google.", finish_reason="stop"))
+
+    monkeypatch.setattr(services, "_live_adapter", lambda v: SpeaksAsGemini() if v.name == "secret-old-7b" else original(v))
     client.force_login(alice)
     turn = start_turn(client, live_project)
-    stream_both(client, live_project, turn)
+    gemini_side = "A" if turn.version_a.name == "secret-old-7b" else "B"
+    screen = {turn.left: "left", "B" if turn.left == "A" else "A": "right"}[gemini_side]
+    other = "right" if screen == "left" else "left"
+
+    for attempt in ("streamed", "replayed"):  # a reload must not show it either
+        events = events_of(client.get(reverse("live-stream", args=[live_project.slug, turn.pk, screen])))
+        shown = "".join(d.get("text", "") for name, d in events if name == "delta")
+        assert events[-1][0] == "held", (attempt, events)
+        assert "Gem" not in json.dumps(events) and "Google" not in json.dumps(events)
+        assert "model" not in events[-1][1]["message"]  # it does not say why
+        # Text before the term went out (the page clears it on "held"); the replay sends none.
+        assert shown == ("Hello there. I" if attempt == "streamed" else "")
+    assert events_of(client.get(reverse("live-stream", args=[live_project.slug, turn.pk, other])))[-1][0] == "done"
+
     judge = client.get(reverse("live-judge", args=[live_project.slug, turn.pk]))
-    assert b"names a model" in judge.content and not Comparison.objects.exists()
+    assert b"held back" in judge.content and b"Gemini" not in judge.content and not Comparison.objects.exists()
     flagged = Sample.objects.get(identity_flagged=True)
     assert services.sample_release(sample=flagged) == 1
     comparison = Comparison.objects.get()
