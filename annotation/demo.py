@@ -47,8 +47,37 @@ TAGS = ("helpfulness", "safety", "code", "reasoning", "multilingual")
 Winner = Literal["v1", "v2", "tie"]
 
 
+_BLOCK_START = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|#|>|\||```|~~~)")
+_WRAPPED_AT = 70  # a source line this long was wrapped by its author, not ended
+
+
 def _md(text: str) -> str:
-    return textwrap.dedent(text).strip()
+    """The text as a model would send it: paragraphs on one line each.
+
+    The answers are wrapped in this file for reading, but the page renders a single newline
+    as a line break (as chat UIs do), so a line that was only wrapped here is joined to the
+    next one. Short lines (a letter's sign-off, an address), list items, headings, tables
+    and code blocks keep their line breaks."""
+    lines = textwrap.dedent(text).strip().split("\n")
+    out: list[str] = []
+    in_code = False
+    for line in lines:
+        fence = line.lstrip().startswith(("```", "~~~"))
+        previous = out[-1] if out else ""
+        if (
+            not in_code
+            and not fence
+            and line.strip()
+            and not _BLOCK_START.match(line)
+            and len(previous) >= _WRAPPED_AT
+            and not previous.lstrip().startswith(("```", "~~~", "|", "#"))
+        ):
+            out[-1] = previous.rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+        if fence:
+            in_code = not in_code
+    return "\n".join(out)
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -186,9 +215,10 @@ GUIDELINES = _md(
     """
 )
 
+# Shown to annotators too: it must not name the checkpoints (they judge blind).
 DESCRIPTION = (
-    "A demo seeded by `manage.py seed_demo`: 30 hand-written prompts answered by two imaginary "
-    f"checkpoints, {BASELINE} (baseline) and {CANDIDATE} (candidate). The candidate usually wins, but not always."
+    "A demo project: 30 hand-written prompts, each answered by the previous and the new checkpoint of an "
+    "imaginary chat model. Which answer came from which stays hidden; the new one usually wins, but not always."
 )
 
 
@@ -1620,9 +1650,10 @@ def demo_seed(*, password: str | None = None) -> DemoResult:
 # try. ``demo_seed_history`` (``manage.py seed_demo_history``; ``dev.py run`` runs it) adds
 # what a lead's dashboard needs to show real numbers: an earlier, closed pilot round
 # (``demo-chat-v0`` → v1, round number 0 so that the history reads in training order) judged
-# by two earlier annotators, carol and dave (who cannot log in), and one judgment each on two
-# thirds of the open round's pairs — which leaves every pair of the open round with a free
-# slot, so alice and bob still find all thirty to judge. Verdicts follow each prompt's ``better`` with
+# by two earlier annotators, carol and dave (who cannot log in), and their judgments on two
+# thirds of the open round's pairs: both judge the first ten (so agreement has something
+# to measure in the open round too), one of them the next ten. Alice and bob find twenty
+# pairs to judge: ten with a free slot, ten untouched. Verdicts follow each prompt's ``better`` with
 # a little deterministic disagreement, so win rates, intervals, agreement and quality all
 # have something to say. Idempotent like ``demo_seed``.
 
@@ -1630,6 +1661,7 @@ HISTORY_VERSION = "demo-chat-v0"
 HISTORY_ROUND_NAME = f"Pilot: {HISTORY_VERSION} vs {BASELINE}"
 HISTORY_ANNOTATORS = (("carol", "Carol"), ("dave", "Dave"))
 OPEN_ROUND_JUDGED = 20  # of the thirty pairs of the open round; the rest stay to be judged
+OPEN_ROUND_DOUBLE = 10  # of those, judged by both (complete at the demo's overlap of 2)
 _STRENGTHS = ("significantly", "better", "better", "slightly", "slightly", "negligibly")
 
 
@@ -1647,13 +1679,20 @@ def _digest(*parts: object) -> int:
 
 
 def _pilot_answer(v1: str) -> str:
-    """The pilot checkpoint's answer: v1's opening paragraph, without its detail."""
-    paragraphs = [p for p in v1.strip().split("\n\n") if p.strip() and not p.lstrip().startswith("```")]
-    first = paragraphs[0].strip() if paragraphs else "I am not sure how to help with that."
-    if first == v1.strip():
-        sentences = re.split(r"(?<=[.!?])\s+", first)
-        first = sentences[0] if len(sentences) > 1 else first + " I can't say more about it."
-    return first
+    """The pilot checkpoint's answer: the start of v1's, without its detail - its opening
+    paragraphs up to about 25 words (not a lone salutation), or, where v1 is that short,
+    its first half."""
+    paragraphs = [p.strip() for p in v1.strip().split("\n\n") if p.strip() and not p.lstrip().startswith("```")]
+    taken: list[str] = []
+    for paragraph in paragraphs:
+        taken.append(paragraph)
+        if sum(len(p.split()) for p in taken) >= 25:
+            break
+    answer = "\n\n".join(taken) if taken else "I am not sure how to help with that."
+    if answer == v1.strip():
+        sentences = re.split(r"(?<=[.!?])\s+", answer)
+        answer = " ".join(sentences[: max(1, len(sentences) // 2)]) if len(sentences) > 1 else answer + " I can't say more."
+    return answer
 
 
 def _verdict(item: DemoPrompt, annotator: str, *, pilot: bool) -> str:
@@ -1671,8 +1710,8 @@ def _verdict(item: DemoPrompt, annotator: str, *, pilot: bool) -> str:
 def _judge_round(
     round_: Round, items: dict[int, DemoPrompt], annotators: list, *, pilot: bool, limit: int | None, start
 ) -> int:
-    """Every annotator judges every comparison of the pilot; in the open round each
-    comparison gets one judgment, from the annotators in turn."""
+    """Every annotator judges every comparison of the pilot; in the open round the first
+    ``OPEN_ROUND_DOUBLE`` get every annotator's judgment, the others one, in turn."""
     from datetime import timedelta
 
     from django.db.models import F
@@ -1691,7 +1730,7 @@ def _judge_round(
         if item is None:
             continue
         candidate_side = "A" if comparison.sample_a.model_version_id == round_.candidate_id else "B"
-        for annotator in annotators if pilot else [annotators[index % len(annotators)]]:
+        for annotator in annotators if pilot or index < OPEN_ROUND_DOUBLE else [annotators[index % len(annotators)]]:
             if (comparison.pk, annotator.pk) in have:
                 continue
             verdict = _verdict(item, annotator.username, pilot=pilot)

@@ -92,13 +92,15 @@
           {
             type: "scatter", label: "Win rate",
             data: data.rate.map(function (rate, i) { return { x: rate, y: data.labels[i] }; }),
-            backgroundColor: ORANGE, borderColor: ORANGE, pointRadius: 5, pointStyle: "rectRot"
+            backgroundColor: ORANGE, borderColor: ORANGE, pointRadius: 5, pointStyle: "rectRot",
+            clip: false  // a rate of 0% or 100% sits on the edge: draw the whole marker
           }
         ]
       },
       options: {
         animation: false,
         maintainAspectRatio: false,
+        layout: { padding: { left: 6, right: 8 } },
         indexAxis: "y",
         scales: {
           x: { min: 0, max: 1, ticks: { callback: percent } },

@@ -340,14 +340,14 @@ def test_comparisons_that_are_not_old_vs_new_are_left_out_of_win_rates(round_, b
 
 
 def test_demo_history_gives_the_demo_dashboard_real_numbers_and_is_idempotent():
-    from annotation.demo import OPEN_ROUND_JUDGED, demo_seed_history
+    from annotation.demo import OPEN_ROUND_DOUBLE, OPEN_ROUND_JUDGED, demo_seed_history
     from annotation.models import Assignment, Round
 
     first = demo_seed_history(password="a-demo-password-for-tests")
     counts = (Judgment.objects.count(), Assignment.objects.count(), Round.objects.count(), Sample.objects.count())
     again = demo_seed_history(password="a-demo-password-for-tests")
 
-    assert first.judgments_created == 2 * 30 + OPEN_ROUND_JUDGED
+    assert first.judgments_created == 2 * 30 + OPEN_ROUND_JUDGED + OPEN_ROUND_DOUBLE
     assert again.judgments_created == 0
     assert (Judgment.objects.count(), Assignment.objects.count(), Round.objects.count(), Sample.objects.count()) == counts
     project = first.pilot.project
@@ -357,11 +357,13 @@ def test_demo_history_gives_the_demo_dashboard_real_numbers_and_is_idempotent():
     ]
     assert points[0].result.counts.n > 30 and points[1].result.counts.n > 15
     assert 0.5 < points[0].result.rate < 1 and 0.5 < points[1].result.rate < 1
-    # Counters stay true, and every pair of the open round keeps a free slot, so the
-    # assignment engine still hands all thirty to alice (and to bob, until she takes them).
+    # Counters stay true, and twenty pairs of the open round keep a free slot for alice and bob.
     open_round = Round.objects.get(project=project, number=1)
     assert Comparison.objects.filter(round=open_round, judgment_count=0).count() == 30 - OPEN_ROUND_JUDGED
-    assert not Comparison.objects.filter(round=open_round, judgment_count__gte=open_round.project.overlap).exists()
+    full = Comparison.objects.filter(round=open_round, judgment_count__gte=open_round.project.overlap)
+    assert full.count() == OPEN_ROUND_DOUBLE
+    agreement = dashboards.agreement_report(project=project, round_ids=[open_round.pk], filters=Filters())
+    assert agreement.without_strength.items == OPEN_ROUND_DOUBLE
     assert not Judgment.objects.filter(annotator__username__in=["alice", "bob"]).exists()
     for comparison in Comparison.objects.filter(round__project=project):
         assert comparison.judgment_count == comparison.taken == comparison.judgments.count()

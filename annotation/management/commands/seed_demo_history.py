@@ -2,8 +2,8 @@
 
 Seeds the demo project (like ``seed_demo``) and then gives its lead dashboard real
 numbers: a closed pilot round (demo-chat-v0 → demo-chat-v1) judged by two earlier
-annotators (carol and dave, who cannot log in), and one judgment each on two thirds of the
-open round's pairs, so alice and bob still find every pair to judge. ``dev.py run`` runs it.
+annotators (carol and dave, who cannot log in), and their judgments on two thirds of the
+open round's pairs, leaving twenty pairs for alice and bob. ``dev.py run`` runs it.
 Safe to run again.
 """
 
