@@ -896,21 +896,33 @@ def project_tags(*, project: Project) -> list[str]:
     return _cached("tags", [project.pk, newest], compute)
 
 
+_JUDGED_HERE = (
+    "SELECT 1 FROM annotation_judgment j JOIN annotation_comparison c ON c.id = j.comparison_id "
+    "JOIN annotation_round r ON r.id = c.round_id WHERE j.annotator_id = a.annotator_id AND r.project_id = %s"
+)
+
+
 def project_annotators(*, project: Project) -> list[tuple[int, str]]:
     """Everyone who judged in the project, for the annotator filter."""
     User = get_user_model()
 
     def compute() -> list[tuple[int, str]]:
         # Distinct annotators by hopping along the (annotator, created_at) index - one probe
-        # per annotator instead of a scan of every judgment - then those with a judgment here.
+        # per annotator instead of a scan of every judgment - then those with a judgment
+        # here: on PostgreSQL, LATERAL ... LIMIT 1 keeps that a probe per annotator too (as
+        # EXISTS, it semi-joined all the project's judgments: 730 ms against 44 ms at 1M);
+        # SQLite has no LATERAL and probes per row for EXISTS anyway.
         rows = _fetch(
             "WITH RECURSIVE a(annotator_id) AS ("
             "SELECT MIN(annotator_id) FROM annotation_judgment "
             "UNION ALL SELECT (SELECT MIN(j.annotator_id) FROM annotation_judgment j WHERE j.annotator_id > a.annotator_id) "
             "FROM a WHERE a.annotator_id IS NOT NULL) "
-            "SELECT a.annotator_id FROM a WHERE a.annotator_id IS NOT NULL AND EXISTS ("
-            "SELECT 1 FROM annotation_judgment j JOIN annotation_comparison c ON c.id = j.comparison_id "
-            "JOIN annotation_round r ON r.id = c.round_id WHERE j.annotator_id = a.annotator_id AND r.project_id = %s)",
+            + (
+                "SELECT a.annotator_id FROM a CROSS JOIN LATERAL (" + _JUDGED_HERE + " LIMIT 1) hit "
+                "WHERE a.annotator_id IS NOT NULL"
+                if _postgres()
+                else "SELECT a.annotator_id FROM a WHERE a.annotator_id IS NOT NULL AND EXISTS (" + _JUDGED_HERE + ")"
+            ),
             [project.pk],
         )
         ids = [row[0] for row in rows]

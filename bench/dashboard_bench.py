@@ -311,6 +311,16 @@ def main() -> None:
             cold()
             compute()
         rows.append((f"  compute {name}", timed(run, args.repeat)))
+    # The filter form's look-ups, which every cold page waits for.
+    for name, lookup in (
+        ("tags", lambda: dashboards.project_tags(project=project)),
+        ("annotators", lambda: dashboards.project_annotators(project=project)),
+        ("fingerprint", dashboards.data_fingerprint),
+    ):
+        def run(lookup=lookup):
+            cold()
+            lookup()
+        rows.append((f"  filter look-up: {name}, cold", timed(run, args.repeat)))
     rows.append(("API /stats/round/, cold (computes in the request)", timed(cold_get(f"/api/v1/projects/{SLUG}/stats/round/"), args.repeat)))
     rows.append(("CSV by-annotator, warm", timed(lambda: get(f"{base}annotator.csv?round=1"), args.repeat)))
 
