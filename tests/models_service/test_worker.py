@@ -1,0 +1,108 @@
+"""A real Celery worker samples a round: the message crosses Redis, the worker process
+asks a real OpenAI-compatible server (``transformers serve``), stores the answers in
+this test's PostgreSQL database, builds the comparisons and opens the round - the path a
+`gpu-worker` container takes. Tasks run in-process everywhere else in the suite.
+
+The queue is one of the test's own (other runs may share the broker); that sampling
+tasks are routed to ``gpu`` is checked in test_tasks.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db.models import Count
+
+from annotation.models import Comparison, RoundStatus, Sample
+from annotation.services import model_version_create, round_create, round_open
+from models_service.models import JobStatus, SamplingJob
+from tests.models_service.conftest import TINY_SAMPLING, openai_config
+from tests.models_service.test_sampling import add_prompts
+from tests.rlhf_export.test_worker_killed import database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_message(
+    project, live_server_up, monkeypatch, settings
+):
+    if not REDIS_URL:
+        pytest.skip("needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)")
+    from celery import Celery
+
+    from models_service import services
+
+    queue = f"sampling-test-{uuid.uuid4().hex[:8]}"
+    broker = Celery(broker=REDIS_URL)
+    sent: list[int] = []
+
+    def send(job_ids: list[int]) -> None:  # what _queue does, to the real broker
+        for job_id in job_ids:
+            broker.send_task("models_service.tasks.sample_job", args=[job_id], queue=queue)
+            sent.append(job_id)
+
+    monkeypatch.setattr(services, "_queue", send)
+    settings.SAMPLING_BATCH_SIZE = 5
+    add_prompts(project, 12)
+    old = model_version_create(name="chat-v1", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    new = model_version_create(
+        name="chat-v2", backend="openai", parent=old, config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
+    round_ = round_open(round_=round_create(project=project, baseline=old, candidate=new))
+    assert round_.status == RoundStatus.SAMPLING and len(sent) == 2
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "SAMPLING_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings_test", DATABASE_URL=database_url(), REDIS_URL=REDIS_URL,
+        CELERY_TASK_ALWAYS_EAGER="0", SAMPLING_BATCH_SIZE="5", DB_CONN_MAX_AGE="0", HF_HUB_OFFLINE="1",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "prefork",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            round_.refresh_from_db()
+            if round_.status == RoundStatus.OPEN:
+                break
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the worker did not finish sampling the round"
+            time.sleep(0.1)
+        jobs = SamplingJob.objects.filter(round=round_).order_by("arm")
+        assert [(j.status, j.total, j.sampled, j.failed) for j in jobs] == [(JobStatus.DONE, 12, 12, 0)] * 2
+        assert Comparison.objects.filter(round=round_).count() == 12
+        samples = Sample.objects.count()
+
+        # A duplicate delivery (a retry, a second worker) finds the jobs done: nothing new.
+        import redis
+
+        send([jobs[0].pk])
+        client = redis.Redis.from_url(REDIS_URL)
+        while client.llen(queue):  # taken by the worker
+            assert time.monotonic() < deadline, "the worker did not take the duplicate message"
+            time.sleep(0.05)
+        time.sleep(1.0)  # and run
+        assert SamplingJob.objects.get(pk=jobs[0].pk).status == JobStatus.DONE
+        assert (Sample.objects.count(), Comparison.objects.filter(round=round_).count()) == (samples, 12)
+        assert not Sample.objects.values("prompt", "model_version", "seed").annotate(n=Count("id")).filter(n__gt=1).exists()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            output = worker.communicate(timeout=20)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output = worker.communicate()[0].decode(errors="replace")
+        if sys.exc_info()[0] is not None:
+            print("--- worker output ---\n" + output[-5000:])
