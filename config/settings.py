@@ -257,6 +257,8 @@ IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 100, minimum=1)
 SAMPLING_BATCH_SIZE = env_int("SAMPLING_BATCH_SIZE", 64, minimum=1)
 SAMPLING_MAX_ATTEMPTS = env_int("SAMPLING_MAX_ATTEMPTS", 3, minimum=1)
 SAMPLING_STALE_SECONDS = env_int("SAMPLING_STALE_SECONDS", 900, minimum=30)
+# Live prompts an annotator may start per hour (each costs two generations); 0: no limit.
+LIVE_TURNS_PER_HOUR = env_int("LIVE_TURNS_PER_HOUR", 120, minimum=0)
 # Exports (rlhf_export): judgments read per batch (one progress/heartbeat UPDATE each),
 # seconds without a heartbeat after which a running job counts as abandoned (its worker
 # died) and may be taken over, where files go in storage, and a local work folder for

@@ -724,6 +724,24 @@ def live_continuation(turn: LiveTurn) -> str | None:
 
 
 @transaction.atomic
+def _live_rate_check(annotator: Any) -> None:
+    """Each live turn costs two generations on the GPUs: an annotator may start at most
+    ``LIVE_TURNS_PER_HOUR`` of them in any hour (0: no limit)."""
+    limit = _setting("LIVE_TURNS_PER_HOUR", 120)
+    if not limit:
+        return
+    since = timezone.now() - timedelta(hours=1)
+    recent = LiveTurn.objects.filter(annotator=annotator, created_at__gte=since).order_by("created_at")
+    if recent.count() < limit:
+        return
+    oldest = recent.values_list("created_at", flat=True)[recent.count() - limit]
+    minutes = max(1, int((oldest + timedelta(hours=1) - timezone.now()).total_seconds() // 60) + 1)
+    raise ValidationError(
+        {"text": f"You have asked for {limit} live answers in the last hour, the most allowed. "
+                 f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or judge the pairs of the open round meanwhile."}
+    )
+
+
 def live_turn_start(*, project: Project, annotator: Any, text: str, parent: LiveTurn | None = None) -> LiveTurn:
     """Store the annotator's prompt (after the dialogue so far) and set up both answers."""
     from annotation.services import messages_hash, messages_normalize, messages_turns
@@ -732,6 +750,7 @@ def live_turn_start(*, project: Project, annotator: Any, text: str, parent: Live
     text = (text or "").replace("\r\n", "\n").strip()
     if not text:
         raise ValidationError({"text": "Write a prompt first."})
+    _live_rate_check(annotator)
     if len(text) > MAX_LIVE_PROMPT_CHARS:
         raise ValidationError({"text": f"Keep the prompt under {MAX_LIVE_PROMPT_CHARS:,} characters."})
     history: list[dict[str, str]] = []

@@ -240,3 +240,22 @@ def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_le
     assert services.sample_release(sample=flagged) == 1
     comparison = Comparison.objects.get()
     assert comparison.taken == 0  # into the pool, for whoever is handed it next
+
+
+def test_an_annotator_is_told_when_the_hourly_limit_of_live_prompts_is_reached(client, alice, live_project, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.LIVE_TURNS_PER_HOUR = 2
+    client.force_login(alice)
+    first = start_turn(client, live_project, "One")
+    start_turn(client, live_project, "Two")
+    response = client.post(reverse("live", args=[live_project.slug]), {"text": "Three"})
+    assert response.status_code == 422 and b"2 live answers in the last hour" in response.content
+    assert b"Try again in 60 minutes" in response.content
+    assert LiveTurn.objects.count() == 2
+    LiveTurn.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(minutes=61))
+    start_turn(client, live_project, "Three")  # an hour after the first, one more is fine
+    settings.LIVE_TURNS_PER_HOUR = 0  # no limit
+    start_turn(client, live_project, "Four")
