@@ -51,7 +51,17 @@ def job_make(project, user) -> ExportJob:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under ``root`` with its bytes. The worker may delete a dead attempt's
+    ``.partial-*`` folder while this walks it: what vanishes meanwhile is left out."""
+    files: dict[str, bytes] = {}
+    for folder, _dirs, names in os.walk(root):  # os.walk skips folders that vanish
+        for name in names:
+            path = Path(folder) / name
+            try:
+                files[str(path.relative_to(root))] = path.read_bytes()
+            except FileNotFoundError:
+                continue
+    return dict(sorted(files.items()))
 
 
 def database_url() -> str:
