@@ -110,12 +110,20 @@ def sample_text_clean(text: str) -> str:
 # --- Round sampling settings and arms --------------------------------------------------
 
 
+# Seeds a lead chooses lie below this; seeds derived for non-default parameters (``_arm``)
+# have bit 52 set, so the two never meet, and every seed stays below 2**53 (exact in JSON
+# read by JavaScript).
+PLAIN_SEED_LIMIT = 2**52
+
+
 class RoundSampling(BaseModel):
     """``Round.sampling``: how the platform samples a round. Everything is optional."""
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(0, ge=0, le=2**62, description="Seed of every arm (the second arm of 'temperatures' adds 1).")
+    seed: int = Field(
+        0, ge=0, lt=PLAIN_SEED_LIMIT - 1, description="Seed of every arm (the second arm of 'temperatures' adds 1)."
+    )
     temperatures: tuple[float, float] = Field((0.7, 1.0), description="'temperatures': the two temperatures.")
     seeds: tuple[int, int] = Field((0, 1), description="'seeds': the two seeds.")
     temperature: float | None = Field(None, ge=0, le=2, description="Override of the versions' temperature.")
@@ -135,8 +143,8 @@ class RoundSampling(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if any(s < 0 for s in value):
-            raise ValueError("seeds cannot be negative")
+        if any(s < 0 or s >= PLAIN_SEED_LIMIT for s in value):
+            raise ValueError(f"seeds must lie between 0 and {PLAIN_SEED_LIMIT - 1}")
         if value[0] == value[1]:
             raise ValueError("the two seeds must differ")
         return value
@@ -180,6 +188,29 @@ def _params(version: ModelVersion, config: RoundSampling, *, seed: int, temperat
         ) from exc
 
 
+def _arm(key: str, version: ModelVersion, config: RoundSampling, *, seed: int, temperature: float | None = None) -> Arm:
+    """One arm. A sample is found again by (prompt, version, seed) - the database keeps one
+    per triple - so a seed must never stand for two sets of parameters: an arm whose
+    parameters differ from the version's own (a round's temperature, top_p or max_tokens,
+    the 'temperatures' strategy) samples at a seed derived from them (the round's seed in
+    the low 32 bits, a digest of the parameters above), and reuses only answers made with
+    exactly those parameters. An arm at the version's own parameters keeps the plain seed,
+    so its answers are shared with every other round at that seed. Derived seeds have bit
+    52 set (plain ones lie below ``PLAIN_SEED_LIMIT``) and are a digest of the plain seed
+    and the parameters, so the same round settings find the same answers again."""
+    params = _params(version, config, seed=seed, temperature=temperature)
+    own = _params(version, RoundSampling(), seed=seed)
+    settings_of = params.model_dump(exclude={"seed"}, mode="json")
+    if settings_of != own.model_dump(exclude={"seed"}, mode="json"):
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(f"{seed}|{json.dumps(settings_of, sort_keys=True)}".encode()).digest()
+        seed = PLAIN_SEED_LIMIT | (int.from_bytes(digest[:8], "big") % PLAIN_SEED_LIMIT)
+        params = _params(version, config, seed=seed, temperature=temperature)
+    return Arm(key, version, seed, params)
+
+
 def arena_versions(round_: Round) -> list[ModelVersion]:
     versions = {round_.baseline_id: round_.baseline, round_.candidate_id: round_.candidate}
     for version in round_.arena_versions.order_by("id"):
@@ -193,29 +224,26 @@ def round_arms(round_: Round) -> list[Arm]:
     pairing = round_.pairing
     if pairing == PairingStrategy.OLD_VS_NEW:
         return [
-            Arm("A", round_.baseline, config.seed, _params(round_.baseline, config, seed=config.seed)),
-            Arm("B", round_.candidate, config.seed, _params(round_.candidate, config, seed=config.seed)),
+            _arm("A", round_.baseline, config, seed=config.seed),
+            _arm("B", round_.candidate, config, seed=config.seed),
         ]
     if pairing == PairingStrategy.TEMPERATURES:
         # Two seeds as well: samples are unique per (prompt, version, seed).
         low, high = config.temperatures
         version = round_.candidate
         return [
-            Arm("A", version, config.seed, _params(version, config, seed=config.seed, temperature=low)),
-            Arm("B", version, config.seed + 1, _params(version, config, seed=config.seed + 1, temperature=high)),
+            _arm("A", version, config, seed=config.seed, temperature=low),
+            _arm("B", version, config, seed=config.seed + 1, temperature=high),
         ]
     if pairing == PairingStrategy.SEEDS:
         version = round_.candidate
         first, second = config.seeds
-        return [
-            Arm("A", version, first, _params(version, config, seed=first)),
-            Arm("B", version, second, _params(version, config, seed=second)),
-        ]
+        return [_arm("A", version, config, seed=first), _arm("B", version, config, seed=second)]
     if pairing == PairingStrategy.ARENA:
         versions = arena_versions(round_)
         if len(versions) < 2:
             raise ValidationError("An arena round needs at least two model versions.")
-        return [Arm(f"v{v.pk}", v, config.seed, _params(v, config, seed=config.seed)) for v in versions]
+        return [_arm(f"v{v.pk}", v, config, seed=config.seed) for v in versions]
     return []
 
 

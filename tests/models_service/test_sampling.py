@@ -189,10 +189,42 @@ def test_temperatures_strategy_samples_one_model_at_two_temperatures(
         round_open(round_=round_)
     comparisons = Comparison.objects.filter(round=round_).select_related("sample_a", "sample_b")
     assert comparisons.count() + SamplingFailure.objects.count() >= 3
+    arms = {arm.key: arm for arm in services.round_arms(round_)}
+    # Neither temperature is the version's own (1.0): both arms sample at derived seeds,
+    # which plain seeds (below 2**62) never meet.
+    assert arms["A"].seed >= services.PLAIN_SEED_LIMIT and arms["B"].seed >= services.PLAIN_SEED_LIMIT
     for c in comparisons:
-        assert (c.sample_a.sampling_params["temperature"], c.sample_a.seed) == (0.5, 10)
-        assert (c.sample_b.sampling_params["temperature"], c.sample_b.seed) == (1.2, 11)
+        assert (c.sample_a.sampling_params["temperature"], c.sample_a.seed) == (0.5, arms["A"].seed)
+        assert (c.sample_b.sampling_params["temperature"], c.sample_b.seed) == (1.2, arms["B"].seed)
+        assert c.sample_a.sampling_params["seed"] == c.sample_a.seed
         assert c.sample_a.model_version == c.sample_b.model_version == new
+
+
+def test_a_later_round_reuses_an_answer_only_when_it_was_made_with_the_same_parameters(
+    project, served_versions, django_capture_on_commit_callbacks
+):
+    add_prompts(project, 3)
+    _, new = served_versions  # its own temperature: 1.0
+    first = round_create(
+        project=project, baseline=new, candidate=new, pairing=PairingStrategy.TEMPERATURES,
+        sampling={"temperatures": [1.0, 0.3], "seed": 0},
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        round_open(round_=first)
+    made = Sample.objects.count()
+    assert made == 6
+    # Two seeds at the version's own parameters: seed 0 is round 1's first arm (same
+    # parameters, reused); seed 1 was never sampled at temperature 1.0 (round 1's second
+    # arm ran at 0.3 under a derived seed), so it is sampled now.
+    second = round_create(project=project, baseline=new, candidate=new, pairing=PairingStrategy.SEEDS, sampling={"seeds": [0, 1]})
+    with django_capture_on_commit_callbacks(execute=True):
+        round_open(round_=second)
+    assert Sample.objects.count() == made + 3
+    for c in Comparison.objects.filter(round=second).select_related("sample_a", "sample_b"):
+        assert (c.sample_a.seed, c.sample_b.seed) == (0, 1)
+        assert c.sample_a.sampling_params["temperature"] == c.sample_b.sampling_params["temperature"] == 1.0
+        assert Comparison.objects.filter(round=first, sample_a=c.sample_a).exists()  # the reused answer
+    assert no_duplicate_samples()
 
 
 def test_seeds_strategy_samples_one_model_at_two_seeds(project, served_versions, django_capture_on_commit_callbacks):
