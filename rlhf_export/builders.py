@@ -114,6 +114,20 @@ def render_prompt(messages: list[dict]) -> str:
     return "\n\n".join(turns) + "\n\nAssistant:"
 
 
+def split_key(messages: list[dict], prompt_hash: str) -> str:
+    """What the train/test split hashes: the conversation's root - the messages up to its
+    first user turn. A dialogue's later turns are prompts of their own (live mode, Llama 2's
+    multi-turn collection) that repeat the earlier turns and answers; split by their own
+    hash they would land in both splits, and a test row could contain a train row's chosen
+    answer word for word. A single-turn prompt's root is itself (its content hash)."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if len(users) <= 1:
+        return prompt_hash
+    from annotation.services import messages_hash
+
+    return messages_hash(messages[: users[0] + 1])
+
+
 def split_of(prompt_hash: str, *, seed: str, test_fraction: float) -> str:
     """``test`` for a stable share of prompts: a pure function of the prompt's content hash."""
     if test_fraction <= 0:
@@ -196,8 +210,9 @@ class RowBuilder:
         if self.tags and not self.tags.intersection(str(t).lower() for t in tags):
             self.ctx.counts["left_out_by_tag"] += len(group)
             return
-        split = split_of(first[PROMPT_HASH], seed=self.f.split_seed, test_fraction=self.f.test_fraction)
-        messages = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in orjson.loads(first[MESSAGES])]
+        stored = orjson.loads(first[MESSAGES])
+        split = split_of(split_key(stored, first[PROMPT_HASH]), seed=self.f.split_seed, test_fraction=self.f.test_fraction)
+        messages = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in stored]
         prompt = messages if self.conversational else render_prompt(messages)
         kind = self.ctx.kind
         if kind == ExportKind.RAW:
@@ -275,7 +290,13 @@ class RowBuilder:
             elif not llama3:
                 self.ctx.counts[f"no_pair_{outcome.preferred}"] += 1
             if llama3:
-                yield from self._edited_pairs(outcome, texts, prompt, tags, first)
+                produced = False
+                for row in self._edited_pairs(outcome, texts, prompt, tags, first):
+                    produced = True
+                    yield row
+                if not produced and outcome.preferred not in ("A", "B"):
+                    # A tie, can't-judge or unedited both-bad: no pair, counted for the card.
+                    self.ctx.counts[f"no_pair_{outcome.preferred}"] += 1
 
     def _edited_pairs(self, outcome: Outcome, texts, prompt, tags, first) -> Iterator[dict]:
         """Llama 3 §4.2.1: edited > chosen > rejected gives the pairs edited>chosen and

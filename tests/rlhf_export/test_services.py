@@ -172,6 +172,8 @@ def test_llama3_expansion_orders_edited_over_chosen_over_rejected(project, maya,
     assert sorted((r["pair_type"], r["chosen"], r["rejected"]) for r in both_bad) == [
         ("edited>both_bad", "cat", "dog"), ("edited>both_bad", "cat", "horse"),
     ]
+    # What gave no pair is counted for the dataset card, as in the other kinds: the tie.
+    assert job.counts.get("no_pair_tie", 0) >= 1 and "no_pair_both_bad" not in job.counts
 
 
 def test_the_split_is_by_prompt_and_the_same_on_every_rerun(project, maya, round_, _media):
@@ -187,6 +189,31 @@ def test_the_split_is_by_prompt_and_the_same_on_every_rerun(project, maya, round
     assert [r["id"] for r in rows_of(second, _media, "test")] == [r["id"] for r in test]
     reseeded = run(project, maya, "raw", filters={**filters, "split_seed": "other"}, file_format="jsonl")
     assert {r["prompt_id"] for r in rows_of(reseeded, _media, "test")} != {r["prompt_id"] for r in test}
+
+
+def test_the_turns_of_one_dialogue_stay_in_one_split(project, maya, round_, raters, _media):
+    """A dialogue's second turn is a prompt of its own that repeats the first turn and its
+    preferred answer: it must follow the first turn into the same split."""
+    from tests.rlhf_export.factories import Vote, comparison_make, prompt_make
+
+    r1 = raters[0]
+    for i in range(40):
+        opening = [{"role": "user", "content": f"Dialogue {i}: tell me something."}]
+        comparison_make(round_, prompt_make(round_, opening), f"fact {i}", f"story {i}", [Vote(r1, "A", "better")])
+        follow_up = opening + [{"role": "assistant", "content": f"fact {i}"}, {"role": "user", "content": "And more?"}]
+        comparison_make(round_, prompt_make(round_, follow_up), f"more {i}", f"less {i}", [Vote(r1, "B", "better")])
+    job = run(
+        project, maya, "raw", filters={"test_fraction": 0.5, "aggregation": "none"}, file_format="jsonl",
+        text_format="conversational",
+    )
+
+    def dialogues(split: str) -> set[str]:
+        return {r["prompt"][0]["content"].split(":")[0] for r in rows_of(job, _media, split)}
+
+    train, test = dialogues("train"), dialogues("test")
+    assert len(train | test) == 40 and train and test  # both splits used
+    assert train.isdisjoint(test), sorted(train & test)
+    assert sum(len(rows_of(job, _media, split)) for split in ("train", "test")) == 80
 
 
 @pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
