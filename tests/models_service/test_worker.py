@@ -30,14 +30,16 @@ from tests.rlhf_export.test_worker_killed import database_url
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not REDIS_URL, reason="needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)"),
+]
 
 
 def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_message(
     project, live_server_up, monkeypatch, settings
 ):
-    if not REDIS_URL:
-        pytest.skip("needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)")
     from celery import Celery
 
     from models_service import services

@@ -32,7 +32,11 @@ from tests.rlhf_export.factories import annotators, bulk_judged
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not REDIS_URL, reason="needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)"),
+]
 
 FILTERS = {"aggregation": "none", "deduplicate": False, "test_fraction": 0.2, "drop_ties": True}
 OPTIONS = {"rows_per_shard": 700}
@@ -87,8 +91,6 @@ def children(pid: int) -> list[int]:
 
 
 def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project, round_, maya, _media):
-    if not REDIS_URL:
-        pytest.skip("needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)")
     bulk_judged(round_, 1500, annotators(2))
     reference = job_make(project, maya)
     assert export_job_run(job_id=reference.pk) == RunOutcome.SUCCEEDED
