@@ -20,8 +20,9 @@ changes the fingerprint, so the entry is stale and nothing has to remember to
 invalidate it. A stale entry that was quick to compute is recomputed at once; one that
 was slow (a million judgments) is served while it is recomputed off the request path
 (``_cached``): by a Celery task on the ``default`` queue when a broker is configured (the
-web processes keep their CPU for annotators), by a thread in the embedded set-up. Changes that add no row - a deletion, a changed gold answer - do not
-move the fingerprint: they show when the next judgment arrives or the entry expires
+web processes keep their CPU for annotators), by a thread in the embedded set-up.
+Changes that add no row - a deletion, a changed gold answer - do not move the
+fingerprint: they show when the next judgment arrives or the entry expires
 (``CACHE_SECONDS``).
 """
 

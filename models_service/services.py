@@ -22,7 +22,9 @@ Sampling, in short (ARCHITECTURE.md §Flows 1):
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import random
 import re
@@ -190,21 +192,17 @@ def _params(version: ModelVersion, config: RoundSampling, *, seed: int, temperat
 
 def _arm(key: str, version: ModelVersion, config: RoundSampling, *, seed: int, temperature: float | None = None) -> Arm:
     """One arm. A sample is found again by (prompt, version, seed) - the database keeps one
-    per triple - so a seed must never stand for two sets of parameters: an arm whose
+    per triple - so a seed must never stand for two sets of parameters. An arm whose
     parameters differ from the version's own (a round's temperature, top_p or max_tokens,
-    the 'temperatures' strategy) samples at a seed derived from them (the round's seed in
-    the low 32 bits, a digest of the parameters above), and reuses only answers made with
-    exactly those parameters. An arm at the version's own parameters keeps the plain seed,
-    so its answers are shared with every other round at that seed. Derived seeds have bit
-    52 set (plain ones lie below ``PLAIN_SEED_LIMIT``) and are a digest of the plain seed
-    and the parameters, so the same round settings find the same answers again."""
+    the 'temperatures' strategy) samples at a seed derived from the plain seed and those
+    parameters (a digest, with bit 52 set; plain seeds lie below ``PLAIN_SEED_LIMIT``), so
+    it reuses only answers made with exactly those settings, and the same round settings
+    find the same answers again. An arm at the version's own parameters keeps the plain
+    seed and shares its answers with every other round at that seed."""
     params = _params(version, config, seed=seed, temperature=temperature)
     own = _params(version, RoundSampling(), seed=seed)
     settings_of = params.model_dump(exclude={"seed"}, mode="json")
     if settings_of != own.model_dump(exclude={"seed"}, mode="json"):
-        import hashlib
-        import json
-
         digest = hashlib.sha256(f"{seed}|{json.dumps(settings_of, sort_keys=True)}".encode()).digest()
         seed = PLAIN_SEED_LIMIT | (int.from_bytes(digest[:8], "big") % PLAIN_SEED_LIMIT)
         params = _params(version, config, seed=seed, temperature=temperature)
@@ -830,8 +828,6 @@ _live_adapters_lock = threading.Lock()
 def _live_adapter(version: ModelVersion) -> BackendAdapter:
     """Adapters for live mode stay loaded in the web process (a local model takes seconds
     to load; an HTTP client keeps its connections)."""
-    import json
-
     key = (version.pk, version.backend + json.dumps(version.config, sort_keys=True))
     with _live_adapters_lock:
         adapter = _live_adapters.get(key)
