@@ -10,12 +10,8 @@ tasks are routed to ``gpu`` is checked in test_tasks.py.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.db.models import Count
@@ -23,11 +19,11 @@ from django.db.models import Count
 from annotation.models import Comparison, RoundStatus, Sample
 from annotation.services import model_version_create, round_create, round_open
 from models_service.models import JobStatus, SamplingJob
+from tests.celery_worker import celery_worker
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 from tests.models_service.test_sampling import add_prompts
 from tests.rlhf_export.test_worker_killed import database_url
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 pytestmark = [
@@ -68,18 +64,13 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
         DJANGO_SETTINGS_MODULE="config.settings_test", DATABASE_URL=database_url(), REDIS_URL=REDIS_URL,
         CELERY_TASK_ALWAYS_EAGER="0", SAMPLING_BATCH_SIZE="5", DB_CONN_MAX_AGE="0", HF_HUB_OFFLINE="1",
     )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "prefork",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
+    with celery_worker(queue, env) as worker:
         deadline = time.monotonic() + 120
         while True:
             round_.refresh_from_db()
             if round_.status == RoundStatus.OPEN:
                 break
-            assert worker.poll() is None, "the worker exited"
+            assert worker.process.poll() is None, "the worker exited"
             assert time.monotonic() < deadline, "the worker did not finish sampling the round"
             time.sleep(0.1)
         jobs = SamplingJob.objects.filter(round=round_).order_by("arm")
@@ -99,12 +90,3 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
         assert SamplingJob.objects.get(pk=jobs[0].pk).status == JobStatus.DONE
         assert (Sample.objects.count(), Comparison.objects.filter(round=round_).count()) == (samples, 12)
         assert not Sample.objects.values("prompt", "model_version", "seed").annotate(n=Count("id")).filter(n__gt=1).exists()
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            output = worker.communicate(timeout=20)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            output = worker.communicate()[0].decode(errors="replace")
-        if sys.exc_info()[0] is not None:
-            print("--- worker output ---\n" + output[-5000:])

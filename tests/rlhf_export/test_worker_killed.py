@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,9 +25,9 @@ from django.db import connection
 from rlhf_export.models import ExportJob, ExportStatus
 from rlhf_export.schemas import ExportFilters, ExportOptions
 from rlhf_export.services import RunOutcome, export_job_run
+from tests.celery_worker import celery_worker
 from tests.rlhf_export.factories import annotators, bulk_judged
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 pytestmark = [
@@ -100,12 +98,7 @@ def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project
     job = job_make(project, maya)
     job_dir = _media / job.storage_prefix
     queue = f"export-test-{uuid.uuid4().hex[:8]}"  # other test runs may share the broker
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "prefork",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=worker_env(_media), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
+    with celery_worker(queue, worker_env(_media)) as worker:
         from celery import Celery
 
         Celery(broker=REDIS_URL).send_task("rlhf_export.tasks.export_job_run_task", args=[job.pk], queue=queue)
@@ -135,7 +128,7 @@ def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project
             partial = [p for p in job_dir.rglob("*.partial")]
             assert partial, "the worker had written nothing yet"
             assert not (job_dir / "data").exists() and not (job_dir / "manifest.json").exists()
-            busy = children(worker.pid)
+            busy = children(worker.process.pid)
             assert busy, "no pool process to kill"
             for pid in busy:
                 os.kill(pid, signal.SIGKILL)
@@ -150,15 +143,7 @@ def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project
             time.sleep(0.05)
         assert job.status == ExportStatus.SUCCEEDED, job.error
         assert job.attempt >= 2
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            output = worker.communicate(timeout=20)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            output = worker.communicate()[0].decode(errors="replace")
-        if sys.exc_info()[0] is not None:
-            print("--- worker output ---\n" + output[-5000:])  # shown by pytest with the failure
+    output = worker.output
     assert "WorkerLostError" in output or "SIGKILL" in output or "signal 9" in output, output[-3000:]
 
     assert tree(job_dir) == expected  # same names, same bytes; nothing partial left behind
