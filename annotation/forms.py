@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from annotation.assignment import AssignmentRefused, Verdict, screen_to_sample
 from annotation.imports import ImportKind
 from annotation.models import Project, Safety, Strength
 from annotation.selectors import round_get_by_number
@@ -205,6 +206,36 @@ class JudgmentForm(forms.Form):
             data["edit_text"] = ""
             data["edit_base"] = ""
         return data
+
+    def verdict(self, left: str) -> Verdict:
+        """The valid form as the engine's verdict, in sample terms (``left``: the sample
+        the assignment showed on the left)."""
+        data = self.cleaned_data
+        return Verdict(
+            preferred=screen_to_sample(data["choice"], left),
+            strength=data["strength"],
+            safety=data["safety"],
+            rationale=data["rationale"],
+            time_spent_ms=data["time_spent_ms"],
+            edit_text=data["edit_text"],
+            edit_base=screen_to_sample(data["edit_base"], left) if data["edit_base"] else "",
+        )
+
+
+# The engine speaks sample terms (A/B, "preferred"); the page says Left/Right and "choice".
+_SCREEN_MESSAGES = {
+    "choice": "Pick one of the answers shown.",
+    "edit_base": "Say which answer (Left or Right) your edit starts from.",
+}
+
+
+def refusal_errors(exc: AssignmentRefused) -> dict[str, list[str]]:
+    """The engine's field errors, renamed to the page's fields and worded in screen terms."""
+    errors: dict[str, list[str]] = {}
+    for field, field_messages in exc.message_dict.items():
+        field = {"preferred": "choice"}.get(field, field)
+        errors[field] = [_SCREEN_MESSAGES[field]] if field in _SCREEN_MESSAGES else list(field_messages)
+    return errors
 
 
 class SkipForm(forms.Form):

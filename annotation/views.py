@@ -26,11 +26,9 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from annotation.assignment import (
     AssignmentRefused,
     NoWork,
-    Verdict,
     assignment_next,
     assignment_skip,
     judgment_submit,
-    screen_to_sample,
 )
 from annotation.forms import (
     SAFETY_OPTIONS,
@@ -41,6 +39,7 @@ from annotation.forms import (
     PairPageForm,
     SkipForm,
     choice_options,
+    refusal_errors,
 )
 from annotation.imports import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
 from annotation.models import Assignment, Project, Round, RoundStatus
@@ -224,12 +223,6 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
 # Refusals after which this pair cannot be judged any more: move on to the next one.
 _GONE = {"foreign", "stale", "closed"}
 # Engine messages about these fields speak sample terms (A/B); the page says it its way.
-_SCREEN_MESSAGES = {
-    "choice": "Pick one of the answers shown.",
-    "edit_base": "Say which answer (Left or Right) your edit starts from.",
-}
-
-
 @dataclass(frozen=True)
 class Turn:
     role: str
@@ -346,15 +339,6 @@ def _posted_values(data) -> dict[str, str]:
     return {key: str(data.get(key, "")) for key in keys}
 
 
-def _refusal_errors(exc: AssignmentRefused) -> dict[str, list[str]]:
-    """The engine's field errors, renamed to the page's fields and worded in screen terms."""
-    errors: dict[str, list[str]] = {}
-    for field, field_messages in exc.message_dict.items():
-        field = {"preferred": "choice"}.get(field, field)
-        errors[field] = [_SCREEN_MESSAGES[field]] if field in _SCREEN_MESSAGES else list(field_messages)
-    return errors
-
-
 @login_required
 @require_safe
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
@@ -390,21 +374,11 @@ def annotate_submit(request: HttpRequest, slug: str, assignment_id: int) -> Http
     if not form.is_valid():
         errors = {field: list(errs) for field, errs in form.errors.items()}
         return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
-    data = form.cleaned_data
-    verdict = Verdict(
-        preferred=screen_to_sample(data["choice"], left),
-        strength=data["strength"],
-        safety=data["safety"],
-        rationale=data["rationale"],
-        time_spent_ms=data["time_spent_ms"],
-        edit_text=data["edit_text"],
-        edit_base=screen_to_sample(data["edit_base"], left) if data["edit_base"] else "",
-    )
     try:
-        judgment_submit(assignment_id=assignment_id, annotator=request.user, verdict=verdict)
+        judgment_submit(assignment_id=assignment_id, annotator=request.user, verdict=form.verdict(left))
     except AssignmentRefused as exc:
         if hasattr(exc, "error_dict"):
-            errors = _refusal_errors(exc)
+            errors = refusal_errors(exc)
             return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
         if exc.code in _GONE:
             return _next_pair(request, project, " ".join(exc.messages))

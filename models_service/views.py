@@ -33,7 +33,6 @@ from django.views.decorators.http import (
 
 from annotation.assignment import (
     AssignmentRefused,
-    Verdict,
     judgment_submit,
     screen_to_sample,
 )
@@ -42,6 +41,7 @@ from annotation.forms import (
     STRENGTH_OPTIONS,
     JudgmentForm,
     choice_options,
+    refusal_errors,
 )
 from annotation.models import EditPolicy, Project, Round
 from annotation.roles import ROLE_LABELS, Role, has_role
@@ -345,24 +345,11 @@ def live_submit(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
     if not form.is_valid():
         errors = {field: list(errs) for field, errs in form.errors.items()}
         return _render_judge(request, project, turn, status=422, values=values, errors=errors)
-    data = form.cleaned_data
-    verdict = Verdict(
-        preferred=screen_to_sample(data["choice"], turn.left),
-        strength=data["strength"],
-        safety=data["safety"],
-        rationale=data["rationale"],
-        time_spent_ms=data["time_spent_ms"],
-        edit_text=data["edit_text"],
-        edit_base=screen_to_sample(data["edit_base"], turn.left) if data["edit_base"] else "",
-    )
     try:
-        judgment_submit(assignment_id=turn.assignment_id, annotator=request.user, verdict=verdict)
+        judgment_submit(assignment_id=turn.assignment_id, annotator=request.user, verdict=form.verdict(turn.left))
     except AssignmentRefused as exc:
         if hasattr(exc, "error_dict"):
-            errors = {{"preferred": "choice"}.get(k, k): v for k, v in exc.message_dict.items()}
-            # The engine speaks sample terms about the edit's base; the page says Left/Right.
-            if "edit_base" in errors:
-                errors["edit_base"] = ["Say which answer (Left or Right) your edit starts from."]
+            errors = refusal_errors(exc)
         else:
             errors = {"__all__": exc.messages}
         return _render_judge(request, project, turn, status=422, values=values, errors=errors)
