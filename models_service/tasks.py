@@ -16,9 +16,9 @@ import random
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 
+from config.celery import requeue_once
 from models_service import services
 from models_service.models import JobStatus, SamplingJob
 
@@ -52,10 +52,10 @@ def requeue_abandoned_sampling() -> int:
     persistence) or the worker died and its re-delivery is gone. A job found here is queued
     at most once per ``SAMPLING_STALE_SECONDS``; a duplicate delivery only fills in what is
     missing, so it is harmless."""
-    queued = 0
-    for job_id in services.sampling_jobs_abandoned(limit=REQUEUE_BATCH):
-        if cache.add(f"sampling-requeued:{job_id}", 1, settings.SAMPLING_STALE_SECONDS):
-            logger.warning("sampling job %s: no task is running it; queued again", job_id)
-            sample_job.delay(job_id)
-            queued += 1
-    return queued
+    return requeue_once(
+        sample_job,
+        services.sampling_jobs_abandoned(limit=REQUEUE_BATCH),
+        kind="sampling",
+        window=settings.SAMPLING_STALE_SECONDS,
+        log=logger,
+    )

@@ -12,8 +12,8 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 
+from config.celery import requeue_once
 from rlhf_export import services
 
 logger = logging.getLogger(__name__)
@@ -54,11 +54,10 @@ def requeue_abandoned_exports() -> int:
     "running" for ever. A job found here is queued at most once per
     ``EXPORT_STALE_SECONDS``; a duplicate delivery is harmless (the claim is conditional).
     """
-    stale = int(getattr(settings, "EXPORT_STALE_SECONDS", 300))
-    queued = 0
-    for job_id in services.export_jobs_abandoned(limit=REQUEUE_BATCH):
-        if cache.add(f"export-requeued:{job_id}", 1, stale):
-            logger.warning("export %s: no task is running it; queued again", job_id)
-            export_job_run_task.delay(job_id)
-            queued += 1
-    return queued
+    return requeue_once(
+        export_job_run_task,
+        services.export_jobs_abandoned(limit=REQUEUE_BATCH),
+        kind="export",
+        window=int(getattr(settings, "EXPORT_STALE_SECONDS", 300)),
+        log=logger,
+    )
