@@ -87,9 +87,7 @@ class Filters:
     annotator_id: int | None = None
 
     def key(self) -> str:
-        return json.dumps(
-            [self.tag, str(self.since or ""), str(self.until or ""), self.annotator_id], separators=(",", ":")
-        )
+        return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"))
 
     @property
     def active(self) -> bool:
@@ -143,10 +141,10 @@ class Recipe:
         return _RECIPES[self.kind](**self.args)
 
 
-def _refresh_in_background(key: str, compute: Callable[[], Any], fingerprint: tuple[int, int]) -> None:
+def _refresh_in_background(key: str, compute: Recipe, fingerprint: tuple[int, int]) -> None:
     """Recompute a stale entry off the request path (one refresh per key at a time): a
     Celery task where there is a real broker, else a thread of this process."""
-    if isinstance(compute, Recipe) and not settings.CELERY_TASK_ALWAYS_EAGER:
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
         from annotation.tasks import dashboard_refresh
 
         dashboard_refresh.delay(key, compute.kind, compute.args, list(fingerprint))
@@ -176,7 +174,7 @@ def _store(key: str, compute: Callable[[], T], fingerprint: tuple[int, int]) -> 
     return value
 
 
-def _cached(kind: str, parts: Sequence[Any], compute: Callable[[], T], *, wait: bool = True) -> T:
+def _cached(kind: str, parts: Sequence[Any], compute: Recipe, *, wait: bool = True) -> Any:
     """``compute()``, cached under (kind, parts) and checked against the data fingerprint.
 
     A fresh entry (same fingerprint) is served as it is. A stale one is recomputed on the
@@ -888,13 +886,14 @@ def default_round(rounds: list[Round]) -> Round | None:
     return rounds[-1] if rounds else None
 
 
-def project_tags(*, project: Project) -> list[str]:
-    def compute() -> list[str]:
-        sql = f"SELECT DISTINCT tg.value FROM annotation_prompt p {_tag_join('p')} WHERE p.project_id = %s ORDER BY 1"
-        return [row[0] for row in _fetch(sql, [project.pk]) if isinstance(row[0], str)]
+def _compute_tags(project_id: int) -> list[str]:
+    sql = f"SELECT DISTINCT tg.value FROM annotation_prompt p {_tag_join('p')} WHERE p.project_id = %s ORDER BY 1"
+    return [row[0] for row in _fetch(sql, [project_id]) if isinstance(row[0], str)]
 
+
+def project_tags(*, project: Project) -> list[str]:
     newest = Prompt.objects.filter(project=project).aggregate(m=Max("id"))["m"]
-    return _cached("tags", [project.pk, newest], compute)
+    return _cached("tags", [project.pk, newest], Recipe("tags", {"project_id": project.pk}))
 
 
 _JUDGED_HERE = (
@@ -903,33 +902,33 @@ _JUDGED_HERE = (
 )
 
 
+def _compute_annotators(project_id: int) -> list[tuple[int, str]]:
+    # Distinct annotators by hopping along the (annotator, created_at) index - one probe
+    # per annotator instead of a scan of every judgment - then those with a judgment
+    # here: on PostgreSQL, LATERAL ... LIMIT 1 keeps that a probe per annotator too (as
+    # EXISTS, it semi-joined all the project's judgments: 730 ms against 44 ms at 1M);
+    # SQLite has no LATERAL and probes per row for EXISTS anyway.
+    rows = _fetch(
+        "WITH RECURSIVE a(annotator_id) AS ("
+        "SELECT MIN(annotator_id) FROM annotation_judgment "
+        "UNION ALL SELECT (SELECT MIN(j.annotator_id) FROM annotation_judgment j WHERE j.annotator_id > a.annotator_id) "
+        "FROM a WHERE a.annotator_id IS NOT NULL) "
+        + (
+            "SELECT a.annotator_id FROM a CROSS JOIN LATERAL (" + _JUDGED_HERE + " LIMIT 1) hit "
+            "WHERE a.annotator_id IS NOT NULL"
+            if _postgres()
+            else "SELECT a.annotator_id FROM a WHERE a.annotator_id IS NOT NULL AND EXISTS (" + _JUDGED_HERE + ")"
+        ),
+        [project_id],
+    )
+    User = get_user_model()
+    ids = [row[0] for row in rows]
+    return list(User.objects.filter(pk__in=ids).order_by(User.USERNAME_FIELD).values_list("pk", User.USERNAME_FIELD))
+
+
 def project_annotators(*, project: Project) -> list[tuple[int, str]]:
     """Everyone who judged in the project, for the annotator filter."""
-    User = get_user_model()
-
-    def compute() -> list[tuple[int, str]]:
-        # Distinct annotators by hopping along the (annotator, created_at) index - one probe
-        # per annotator instead of a scan of every judgment - then those with a judgment
-        # here: on PostgreSQL, LATERAL ... LIMIT 1 keeps that a probe per annotator too (as
-        # EXISTS, it semi-joined all the project's judgments: 730 ms against 44 ms at 1M);
-        # SQLite has no LATERAL and probes per row for EXISTS anyway.
-        rows = _fetch(
-            "WITH RECURSIVE a(annotator_id) AS ("
-            "SELECT MIN(annotator_id) FROM annotation_judgment "
-            "UNION ALL SELECT (SELECT MIN(j.annotator_id) FROM annotation_judgment j WHERE j.annotator_id > a.annotator_id) "
-            "FROM a WHERE a.annotator_id IS NOT NULL) "
-            + (
-                "SELECT a.annotator_id FROM a CROSS JOIN LATERAL (" + _JUDGED_HERE + " LIMIT 1) hit "
-                "WHERE a.annotator_id IS NOT NULL"
-                if _postgres()
-                else "SELECT a.annotator_id FROM a WHERE a.annotator_id IS NOT NULL AND EXISTS (" + _JUDGED_HERE + ")"
-            ),
-            [project.pk],
-        )
-        ids = [row[0] for row in rows]
-        return list(User.objects.filter(pk__in=ids).order_by(User.USERNAME_FIELD).values_list("pk", User.USERNAME_FIELD))
-
-    return _cached("annotators", [project.pk], compute)
+    return _cached("annotators", [project.pk], Recipe("annotators", {"project_id": project.pk}))
 
 
 # --- Recipes: each report from plain arguments (for ``Recipe`` and the Celery task) ------
@@ -951,4 +950,6 @@ _RECIPES: dict[str, Callable[..., Any]] = {
     "quality": lambda project_id, round_ids, filters: assess(
         quality_rows(project_id=project_id, round_ids=round_ids, filters=Filters.from_json(filters))
     ),
+    "tags": _compute_tags,
+    "annotators": _compute_annotators,
 }
