@@ -9,7 +9,6 @@ tasks are routed to ``gpu`` is checked in test_tasks.py.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -19,12 +18,9 @@ from django.db.models import Count
 from annotation.models import Comparison, RoundStatus, Sample
 from annotation.services import model_version_create, round_create, round_open
 from models_service.models import JobStatus, SamplingJob
-from tests.celery_worker import celery_worker
+from tests.celery_worker import REDIS_URL, celery_worker, worker_env
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 from tests.models_service.test_sampling import add_prompts
-from tests.rlhf_export.test_worker_killed import database_url
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
 
 pytestmark = [
     pytest.mark.postgres,
@@ -59,11 +55,7 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
     round_ = round_open(round_=round_create(project=project, baseline=old, candidate=new))
     assert round_.status == RoundStatus.SAMPLING and len(sent) == 2
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "SAMPLING_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings_test", DATABASE_URL=database_url(), REDIS_URL=REDIS_URL,
-        CELERY_TASK_ALWAYS_EAGER="0", SAMPLING_BATCH_SIZE="5", DB_CONN_MAX_AGE="0", HF_HUB_OFFLINE="1",
-    )
+    env = worker_env(drop=("SAMPLING_",), SAMPLING_BATCH_SIZE="5", HF_HUB_OFFLINE="1")
     with celery_worker(queue, env) as worker:
         deadline = time.monotonic() + 120
         while True:

@@ -17,7 +17,6 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -25,10 +24,8 @@ from django.db import connection
 from rlhf_export.models import ExportJob, ExportStatus
 from rlhf_export.schemas import ExportFilters, ExportOptions
 from rlhf_export.services import RunOutcome, export_job_run
-from tests.celery_worker import celery_worker
+from tests.celery_worker import REDIS_URL, celery_worker, worker_env
 from tests.rlhf_export.factories import annotators, bulk_judged
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
 
 pytestmark = [
     pytest.mark.postgres,
@@ -66,22 +63,6 @@ def tree(root: Path) -> dict[str, bytes]:
     return dict(sorted(files.items()))
 
 
-def database_url() -> str:
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "") + (":" + quote(s["PASSWORD"]) if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def worker_env(media: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "EXPORT_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings_test", DATABASE_URL=database_url(), REDIS_URL=REDIS_URL,
-        CELERY_TASK_ALWAYS_EAGER="0", MEDIA_ROOT=str(media), EXPORT_BATCH_SIZE="10", EXPORT_STALE_SECONDS="2",
-        DB_CONN_MAX_AGE="0",
-    )
-    return env
-
-
 def children(pid: int) -> list[int]:
     import psutil
 
@@ -98,7 +79,8 @@ def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project
     job = job_make(project, maya)
     job_dir = _media / job.storage_prefix
     queue = f"export-test-{uuid.uuid4().hex[:8]}"  # other test runs may share the broker
-    with celery_worker(queue, worker_env(_media)) as worker:
+    env = worker_env(drop=("EXPORT_",), MEDIA_ROOT=str(_media), EXPORT_BATCH_SIZE="10", EXPORT_STALE_SECONDS="2")
+    with celery_worker(queue, env) as worker:
         from celery import Celery
 
         Celery(broker=REDIS_URL).send_task("rlhf_export.tasks.export_job_run_task", args=[job.pk], queue=queue)
