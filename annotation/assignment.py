@@ -26,40 +26,53 @@ from __future__ import annotations
 import random
 import secrets
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.core.cache import cache
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
-from annotation.models import (
-    Assignment,
-    AssignmentStatus,
-    Comparison,
-    EditPolicy,
-    Edit,
-    Judgment,
-    JudgmentSource,
-    Preference,
-    Project,
-    Round,
-    RoundStatus,
-    Safety,
-    Sample,
-    Side,
-    Strength,
-)
+from annotation.models import Assignment, AssignmentStatus, Comparison, Project, Round, RoundStatus, Side
+
+# The longest reason a skip may give.
+SKIP_REASON_MAX_CHARS = 500
 
 # How many leases one annotator may hold at once: the pair on screen and the one
 # prefetched behind it.
 MAX_LIVE_LEASES = 2
 
 
+class Refusal(StrEnum):
+    """Why a submission or skip was refused: the one list pages and API answer from."""
+
+    FOREIGN = "foreign"  # no such assignment, or someone else's: reads as missing (404)
+    STALE = "stale"  # judged or skipped already, or the lease ran out and the pair went to someone else
+    CLOSED = "closed"  # the round was closed
+    REASON = "reason"  # a skip needs a reason
+    INVALID = "invalid"  # the verdict breaks a rule of the project (field errors)
+
+    @property
+    def gone(self) -> bool:
+        """This pair cannot be judged any more: move on to the next one."""
+        return self in (Refusal.FOREIGN, Refusal.STALE, Refusal.CLOSED)
+
+    @property
+    def http_status(self) -> int:
+        return {Refusal.FOREIGN: 404, Refusal.STALE: 409, Refusal.CLOSED: 409}.get(self, 400)
+
+
 class AssignmentRefused(ValidationError):
-    """A submission or skip that cannot be accepted; the message says why."""
+    """A submission or skip that cannot be accepted; the message says why, ``refusal`` what kind."""
+
+    @property
+    def refusal(self) -> Refusal:
+        if hasattr(self, "error_dict"):
+            return Refusal.INVALID
+        return Refusal(self.error_list[0].code or Refusal.INVALID)
 
 
 @dataclass(frozen=True)
@@ -231,6 +244,24 @@ def _claim(annotator, project: Project, round_ids: list[int], pools: list[str], 
     return None
 
 
+def assignment_grant(*, comparison: Comparison, annotator, left: str) -> Assignment | None:
+    """Lease one comparison to one annotator with a given left side (live mode: the side
+    its answers were streamed into), taking one of its slots. None when every slot is
+    taken: a full comparison was judged by others, so this annotator has nothing to add.
+    The caller checks that the annotator holds no assignment of it yet."""
+    if not Comparison.objects.filter(pk=comparison.pk, taken__lt=F("required_judgments")).update(taken=F("taken") + 1):
+        return None
+    now = timezone.now()
+    project = project_by_id(Round.objects.filter(pk=comparison.round_id).values_list("project_id", flat=True).get())
+    return Assignment.objects.create(
+        comparison=comparison,
+        annotator=annotator,
+        left=left,
+        leased_at=now,
+        lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+    )
+
+
 def assignments_reclaim_expired(*, project: Project | None = None, now=None, limit: int = 500) -> int:
     """Expire leases past their time and free their slots. Returns how many were reclaimed."""
     now = now or timezone.now()
@@ -315,7 +346,7 @@ _LOCKED_ASSIGNMENT_SQL = (
 )
 
 
-def _locked_assignment(assignment_id: int, annotator) -> Assignment:
+def locked_assignment(assignment_id: int, annotator) -> Assignment:
     """The assignment, its comparison, round and project, with the assignment row locked.
 
     Plain SQL (this runs on every submit) and the project from the cache. Sample texts
@@ -327,7 +358,7 @@ def _locked_assignment(assignment_id: int, annotator) -> Assignment:
         row = cursor.fetchone()
     if row is None or row[0] != annotator.pk:
         # Someone else's assignment reads as a missing one: ids reveal nothing.
-        raise AssignmentRefused("This assignment does not exist or is not yours.", code="foreign")
+        raise AssignmentRefused("This assignment does not exist or is not yours.", code=Refusal.FOREIGN)
     (annotator_id, left, status, comparison_id, sample_a_id, sample_b_id, is_gold,
      round_id, round_status, project_id, judgment_id) = row
     round_ = Round(id=round_id, status=round_status, project_id=project_id)
@@ -362,12 +393,12 @@ def project_id_cache_key(project_id: int) -> str:
     return f"project:id:{project_id}"
 
 
-def _ensure_slot(assignment: Assignment, now) -> None:
+def slot_ensure(assignment: Assignment, now) -> None:
     """Accept work on a lease that ran out, as long as nobody else took the slot meanwhile."""
     if assignment.status == AssignmentStatus.ACTIVE:
         return  # expired but not yet reclaimed: the slot is still held
     if assignment.status != AssignmentStatus.EXPIRED:
-        raise AssignmentRefused(f"This pair was already {assignment.get_status_display().lower()}.", code="stale")
+        raise AssignmentRefused(f"This pair was already {assignment.get_status_display().lower()}.", code=Refusal.STALE)
     comparison = assignment.comparison
     slot = Comparison.objects.filter(pk=comparison.pk)
     if not comparison.is_gold:
@@ -375,7 +406,7 @@ def _ensure_slot(assignment: Assignment, now) -> None:
     if not slot.update(taken=F("taken") + 1):
         raise AssignmentRefused(
             "Your time on this pair ran out and it was handed to someone else; your answer was not saved.",
-            code="stale",
+            code=Refusal.STALE,
         )
     assignment.status = AssignmentStatus.ACTIVE
 
@@ -384,206 +415,20 @@ def _ensure_slot(assignment: Assignment, now) -> None:
 def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment:
     reason = reason.strip()
     if not reason:
-        raise AssignmentRefused("Say why you skip this pair.", code="reason")
-    assignment = _locked_assignment(assignment_id, annotator)
+        raise AssignmentRefused("Say why you skip this pair.", code=Refusal.REASON)
+    if len(reason) > SKIP_REASON_MAX_CHARS:
+        raise AssignmentRefused(
+            f"Keep the reason under {SKIP_REASON_MAX_CHARS} characters ({len(reason):,} now).", code=Refusal.REASON
+        )
+    assignment = locked_assignment(assignment_id, annotator)
     if assignment.status == AssignmentStatus.SKIPPED:
         return assignment  # a retried skip
     if assignment.status == AssignmentStatus.SUBMITTED:
-        raise AssignmentRefused("This pair was already judged.", code="stale")
+        raise AssignmentRefused("This pair was already judged.", code=Refusal.STALE)
     if assignment.status == AssignmentStatus.ACTIVE:
         Comparison.objects.filter(pk=assignment.comparison_id).update(taken=F("taken") - 1)
     assignment.status = AssignmentStatus.SKIPPED
-    assignment.skip_reason = reason[:500]
+    assignment.skip_reason = reason
     assignment.completed_at = timezone.now()
     assignment.save(update_fields=["status", "skip_reason", "completed_at"])
     return assignment
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A judgment in sample terms, as the services take it."""
-
-    preferred: str
-    strength: str = ""
-    safety: str = ""
-    rationale: str = ""
-    time_spent_ms: int | None = None
-    edit_text: str = ""
-    # Which sample the edit started from; defaults to the preferred one.
-    edit_base: str = ""
-
-
-def screen_to_sample(choice: str, left: str) -> str:
-    """'left' / 'right' on screen into sample A / B, given which sample was shown left."""
-    if choice == "left":
-        return left
-    if choice == "right":
-        return Side.B if left == Side.A else Side.A
-    return choice
-
-
-def sample_to_screen(preferred: str, left: str) -> str:
-    if preferred in (Side.A, Side.B):
-        return "left" if preferred == left else "right"
-    return preferred
-
-
-def _validate(verdict: Verdict, project: Project) -> None:
-    errors: dict[str, str] = {}
-    allowed = {Preference.A, Preference.B}
-    if project.allow_tie:
-        allowed.add(Preference.TIE)
-    if project.allow_both_bad:
-        allowed.add(Preference.BOTH_BAD)
-    if project.allow_cant_judge:
-        allowed.add(Preference.CANT_JUDGE)
-    if verdict.preferred not in allowed:
-        others = [label for value, label in (
-            (Preference.TIE, "tie"), (Preference.BOTH_BAD, "both bad"), (Preference.CANT_JUDGE, "can't judge"),
-        ) if value in allowed]
-        errors["preferred"] = "Pick the better answer" + (f", or {', '.join(others)}." if others else ".")
-    is_preference = verdict.preferred in (Preference.A, Preference.B)
-    if is_preference and verdict.strength not in Strength.values:
-        errors["strength"] = "Say how much better the chosen answer is."
-    if not is_preference and verdict.strength:
-        errors["strength"] = "A strength goes with a preference for one answer, not with this choice."
-    if verdict.safety and verdict.safety not in Safety.values:
-        errors["safety"] = "Unknown safety label."
-    if project.require_safety and verdict.preferred != Preference.CANT_JUDGE and not verdict.safety:
-        errors["safety"] = "This project asks for a safety label."
-    edit_required = (
-        project.edit_policy == EditPolicy.ALWAYS and verdict.preferred in (Preference.A, Preference.B, Preference.BOTH_BAD)
-    ) or (project.edit_policy == EditPolicy.REQUIRED_WHEN_BOTH_BAD and verdict.preferred == Preference.BOTH_BAD)
-    if edit_required and not verdict.edit_text.strip():
-        errors["edit_text"] = "This project asks you to rewrite the better answer into a good one."
-    if verdict.edit_text.strip():
-        if project.edit_policy == EditPolicy.OFF:
-            errors["edit_text"] = "This project does not take edits."
-        elif verdict.preferred in (Preference.TIE, Preference.CANT_JUDGE) and not verdict.edit_base:
-            errors["edit_base"] = "Say which answer your edit starts from."
-        elif verdict.preferred == Preference.BOTH_BAD and verdict.edit_base not in (Side.A, Side.B):
-            errors["edit_base"] = "Say which answer (the less bad one) your edit starts from."
-    if verdict.edit_base and verdict.edit_base not in (Side.A, Side.B):
-        errors["edit_base"] = "The edit starts from one of the two answers."
-    if verdict.time_spent_ms is not None and verdict.time_spent_ms < 0:
-        errors["time_spent_ms"] = "Time spent cannot be negative."
-    if errors:
-        raise AssignmentRefused(errors)
-
-
-def _edit(verdict: Verdict, comparison: Comparison, project: Project) -> tuple[int, str] | None:
-    """(base sample id, text) of the edit to save, or None.
-
-    An edit identical to the answer it starts from adds nothing ("edited > chosen" would
-    be a pair of equal texts): it is dropped when edits are optional, refused when required.
-    """
-    text = verdict.edit_text.replace("\r\n", "\n").strip()
-    if not text:
-        return None
-    base_side = verdict.edit_base or verdict.preferred
-    base_id = comparison.sample_a_id if base_side == Side.A else comparison.sample_b_id
-    base_text = Sample.objects.filter(pk=base_id).values_list("text", flat=True).get()
-    if text == base_text.replace("\r\n", "\n").strip():
-        required = project.edit_policy == EditPolicy.ALWAYS or (
-            project.edit_policy == EditPolicy.REQUIRED_WHEN_BOTH_BAD and verdict.preferred == Preference.BOTH_BAD
-        )
-        if required:
-            raise AssignmentRefused({"edit_text": "Your edit is the same as the answer it starts from: improve it."})
-        return None
-    return base_id, text
-
-
-_JUDGMENT_COLUMNS = (
-    "comparison_id", "annotator_id", "assignment_id", "preferred", "strength", "safety", "left",
-    "time_spent_ms", "rationale", "source", "created_at",
-)
-_INSERT_JUDGMENT = (
-    "INSERT INTO annotation_judgment ({columns}) VALUES ({values}) RETURNING id".format(
-        columns=", ".join(f'"{c}"' for c in _JUDGMENT_COLUMNS), values=", ".join(["%s"] * len(_JUDGMENT_COLUMNS))
-    )
-)
-# PostgreSQL: the judgment and both counters in one statement (data-modifying CTEs).
-_SUBMIT_SQL = (
-    "WITH done AS (UPDATE annotation_assignment SET status = %s, completed_at = %s WHERE id = %s), "
-    "counted AS (UPDATE annotation_comparison SET judgment_count = judgment_count + 1 WHERE id = %s) "
-    + _INSERT_JUDGMENT
-)
-
-
-def _judgment_insert(judgment: Judgment, now) -> None:
-    """Insert the judgment, mark its assignment submitted and count it on the comparison.
-
-    Plain SQL on every submit: one statement on PostgreSQL, three on SQLite. The
-    database's constraints (one judgment per assignment and per (comparison, annotator),
-    strength only with a preference...) still check the row.
-    """
-    values = [
-        field.get_db_prep_save(getattr(judgment, field.attname), connection)
-        for field in (Judgment._meta.get_field(name) for name in _JUDGMENT_COLUMNS)
-    ]
-    completed = Assignment._meta.get_field("completed_at").get_db_prep_value(now, connection)
-    submitted = [AssignmentStatus.SUBMITTED, completed, judgment.assignment_id]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_SUBMIT_SQL, [*submitted, judgment.comparison_id, *values])
-            judgment.pk = cursor.fetchone()[0]
-        else:
-            cursor.execute(_INSERT_JUDGMENT, values)
-            judgment.pk = cursor.fetchone()[0]
-            cursor.execute("UPDATE annotation_assignment SET status = %s, completed_at = %s WHERE id = %s", submitted)
-            cursor.execute(
-                "UPDATE annotation_comparison SET judgment_count = judgment_count + 1 WHERE id = %s",
-                [judgment.comparison_id],
-            )
-    judgment._state.adding = False
-    judgment._state.db = "default"
-
-
-@transaction.atomic
-def judgment_submit(
-    *, assignment_id: int, annotator, verdict: Verdict, source: str = JudgmentSource.UI, screen: bool = False
-) -> tuple[Judgment, bool]:
-    """Save the judgment (and edit) for an assignment. Returns (judgment, created).
-
-    With ``screen=True`` the verdict's ``preferred`` and ``edit_base`` are in screen
-    terms (left/right) and are turned into sample terms with the assignment's side.
-
-    Idempotent: a retried or double-clicked submission returns the judgment already
-    saved (the assignment row is locked, so two at once are serialised).
-    """
-    assignment = _locked_assignment(assignment_id, annotator)
-    if assignment.saved_judgment_id is not None:
-        return Judgment.objects.get(pk=assignment.saved_judgment_id), False
-    if screen:
-        verdict = replace(
-            verdict,
-            preferred=screen_to_sample(verdict.preferred, assignment.left),
-            edit_base=screen_to_sample(verdict.edit_base, assignment.left) if verdict.edit_base else "",
-        )
-    project = assignment.comparison.round.project
-    if assignment.comparison.round.status == RoundStatus.CLOSED:
-        raise AssignmentRefused("This round is closed; judgments are no longer taken.", code="closed")
-    _validate(verdict, project)
-    edit = _edit(verdict, assignment.comparison, project)
-    now = timezone.now()
-    _ensure_slot(assignment, now)
-    comparison = assignment.comparison
-    judgment = Judgment(
-        comparison=comparison,
-        annotator=annotator,
-        assignment=assignment,
-        preferred=verdict.preferred,
-        strength=verdict.strength if verdict.preferred in (Preference.A, Preference.B) else "",
-        safety=verdict.safety,
-        left=assignment.left,
-        time_spent_ms=verdict.time_spent_ms,
-        rationale=verdict.rationale.strip(),
-        source=source,
-        created_at=now,
-    )
-    _judgment_insert(judgment, now)
-    if edit is not None:
-        Edit.objects.create(judgment=judgment, base_sample_id=edit[0], text=edit[1])
-    assignment.status = AssignmentStatus.SUBMITTED
-    assignment.completed_at = now
-    return judgment, True

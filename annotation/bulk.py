@@ -132,3 +132,25 @@ def analyze(models: Sequence[type[Model]]) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(_table(m)) for m in models))
+
+
+def add_to_counts(model: type[Model], amounts: dict[int, int], columns: Sequence[str]) -> None:
+    """Add ``amounts[id]`` to each of ``columns`` of the rows with those ids, in one statement
+    on PostgreSQL (an UPDATE joined to the arrays of ids and amounts)."""
+    if not amounts:
+        return
+    table = connection.ops.quote_name(_table(model))
+    sets = ", ".join(f"{connection.ops.quote_name(c)} = {connection.ops.quote_name(c)} + d.n" for c in columns)
+    ids, ns = list(amounts), list(amounts.values())
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} AS t SET {sets} "
+                "FROM unnest(%s::bigint[], %s::integer[]) AS d(id, n) WHERE t.id = d.id",
+                [ids, ns],
+            )
+        else:
+            plain = ", ".join(f"{connection.ops.quote_name(c)} = {connection.ops.quote_name(c)} + %s" for c in columns)
+            cursor.executemany(
+                f"UPDATE {table} SET {plain} WHERE id = %s", [(*([n] * len(columns)), pk) for pk, n in amounts.items()]
+            )

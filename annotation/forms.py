@@ -3,82 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from django import forms
 
-from annotation.assignment import AssignmentRefused, Verdict, screen_to_sample
-from annotation.imports import ImportKind
-from annotation.models import Project, Safety, Strength
-from annotation.selectors import round_get_by_number
-
-KIND_CHOICES = [
-    (ImportKind.PROMPTS.value, "Prompts — conversations for the models to answer"),
-    (ImportKind.SAMPLES.value, "Samples — answers to prompts already in the project"),
-    (ImportKind.PAIRS.value, "Pairs — a prompt and two answers, labelled or not"),
-]
-
-
-class ImportForm(forms.Form):
-    file = forms.FileField(
-        help_text="JSONL, CSV or one JSON array (.jsonl, .csv, .json). Every line is checked before anything is kept."
-    )
-    kind = forms.ChoiceField(choices=KIND_CHOICES, initial=ImportKind.PAIRS.value, widget=forms.RadioSelect)
-    round_number = forms.IntegerField(
-        label="Round number",
-        required=False,
-        min_value=1,
-        help_text="Pairs: the round to add them to (empty: an import round is created). "
-        "Samples: build the round's comparisons afterwards.",
-    )
-    source = forms.CharField(
-        required=False,
-        max_length=200,
-        help_text="Where the data comes from (e.g. llmbar-natural); also names the outside annotators of labels.",
-    )
-    skip_invalid = forms.BooleanField(
-        label="Skip invalid lines",
-        required=False,
-        help_text="Keep the good lines and list the bad ones. Unticked, one bad line means nothing is written.",
-    )
-    model_a = forms.CharField(
-        label="Model A",
-        required=False,
-        max_length=200,
-        initial="model-a",
-        help_text="Pairs: the model that wrote response A when a line names none.",
-    )
-    model_b = forms.CharField(
-        label="Model B",
-        required=False,
-        max_length=200,
-        initial="model-b",
-        help_text="Pairs: the model that wrote response B when a line names none.",
-    )
-
-    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.project = project
-
-    def clean_model_a(self) -> str:
-        return self.cleaned_data["model_a"].strip() or "model-a"
-
-    def clean_model_b(self) -> str:
-        return self.cleaned_data["model_b"].strip() or "model-b"
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        number = data.get("round_number")
-        data["round"] = None
-        if number is not None:
-            if data.get("kind") == ImportKind.PROMPTS:
-                self.add_error("round_number", "Prompts belong to the project, not to a round: leave this empty.")
-            else:
-                data["round"] = round_get_by_number(project=self.project, number=number)
-                if data["round"] is None:
-                    self.add_error("round_number", f"This project has no round {number}.")
-        return data
-
+from annotation.assignment import AssignmentRefused
+from annotation.judging import Verdict, choices_allowed
+from annotation.models import EditPolicy, Project, Safety, Strength
 
 class PairPageForm(forms.Form):
     """Query parameters of the pair browser (and its htmx "Load more" fragment)."""
@@ -90,12 +20,9 @@ class PairPageForm(forms.Form):
 
 
 # --- The annotator's workspace ---------------------------------------------------------
-# Everything the annotator's page posts is in *screen* terms (left/right); the view turns
-# it into sample terms (A/B) with annotation.assignment.screen_to_sample. Nothing here may
-# name a sample, a model or the A/B sides: these labels end up in the page.
-
-# The longest time a judgment may claim: a tab left open overnight is not a day's work.
-MAX_TIME_SPENT_MS = 6 * 60 * 60 * 1000
+# Everything the annotator's page posts is in *screen* terms (left/right); the judgment
+# service turns it into sample terms (A/B). Nothing here may name a sample, a model or the
+# A/B sides: these labels end up in the page.
 
 
 @dataclass(frozen=True)
@@ -141,21 +68,17 @@ SIDE_CHOICES = [("left", "Left"), ("right", "Right")]
 
 
 def choice_options(project: Project) -> list[KeyOption]:
-    """The choices this project offers: a side always; tie, both bad and can't judge when allowed."""
-    allowed = {
-        "left": True,
-        "right": True,
-        "tie": project.allow_tie,
-        "both_bad": project.allow_both_bad,
-        "cant_judge": project.allow_cant_judge,
-    }
-    return [option for option in CHOICE_OPTIONS if allowed[option.value]]
+    """The choices this project offers (``annotation.judging.choices_allowed``), as buttons."""
+    allowed = {"A": "left", "B": "right"}
+    offered = {allowed.get(c, c) for c in choices_allowed(project)}
+    return [option for option in CHOICE_OPTIONS if option.value in offered]
 
 
 class JudgmentForm(forms.Form):
-    """A judgment as the workspace posts it. The rules of the project (strength with a
-    side, safety label, required edit) are the engine's to check; this form checks
-    shapes, and that the choice is one the project offers."""
+    """A judgment as the workspace posts it, in screen terms. This form only reads the
+    post: every rule (which choices the project offers, a strength with a side and only
+    then, the safety label, the edit policy, the limits) is the judgment service's
+    (``annotation.judging.verdict_check``), so the page and the API refuse alike."""
 
     choice = forms.ChoiceField(
         choices=[(o.value, o.label) for o in CHOICE_OPTIONS],
@@ -172,74 +95,53 @@ class JudgmentForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Pick one of the safety labels shown."},
     )
-    rationale = forms.CharField(required=False, max_length=5000)
-    edit_text = forms.CharField(required=False, strip=False, max_length=100_000)
+    rationale = forms.CharField(required=False)
+    edit_text = forms.CharField(required=False, strip=False)
     edit_base = forms.ChoiceField(
         choices=[("", "")] + SIDE_CHOICES,
         required=False,
         error_messages={"invalid_choice": "Your edit starts from Left or Right."},
     )
-    time_spent_ms = forms.IntegerField(required=False, min_value=0)
+    time_spent_ms = forms.IntegerField(required=False)
 
-    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.project = project
-
-    def clean_choice(self) -> str:
-        choice = self.cleaned_data["choice"]
-        offered = {o.value: o for o in choice_options(self.project)}
-        if choice not in offered:
-            raise forms.ValidationError("This project does not offer that choice.")
-        return choice
-
-    def clean_time_spent_ms(self) -> int | None:
-        value = self.cleaned_data.get("time_spent_ms")
-        return None if value is None else min(value, MAX_TIME_SPENT_MS)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        # A strength left over from an earlier click on a side goes with the side.
-        if data.get("choice") not in ("left", "right"):
-            data["strength"] = ""
-        # A base only means something with an edit; without one it is dropped, not an error.
-        if not (data.get("edit_text") or "").strip():
-            data["edit_text"] = ""
-            data["edit_base"] = ""
-        return data
-
-    def verdict(self, left: str) -> Verdict:
-        """The valid form as the engine's verdict, in sample terms (``left``: the sample
-        the assignment showed on the left)."""
+    def verdict(self) -> Verdict:
+        """The valid form as the judgment service's verdict, in screen terms (submit it
+        with ``screen=True``)."""
         data = self.cleaned_data
         return Verdict(
-            preferred=screen_to_sample(data["choice"], left),
+            preferred=data["choice"],
             strength=data["strength"],
             safety=data["safety"],
             rationale=data["rationale"],
             time_spent_ms=data["time_spent_ms"],
             edit_text=data["edit_text"],
-            edit_base=screen_to_sample(data["edit_base"], left) if data["edit_base"] else "",
+            edit_base=data["edit_base"],
         )
 
 
-# The engine speaks sample terms (A/B, "preferred"); the page says Left/Right and "choice".
-_SCREEN_MESSAGES = {
-    "choice": "Pick one of the answers shown.",
-    "edit_base": "Say which answer (Left or Right) your edit starts from.",
-}
-
-
 def refusal_errors(exc: AssignmentRefused) -> dict[str, list[str]]:
-    """The engine's field errors, renamed to the page's fields and worded in screen terms."""
-    errors: dict[str, list[str]] = {}
-    for field, field_messages in exc.message_dict.items():
-        field = {"preferred": "choice"}.get(field, field)
-        errors[field] = [_SCREEN_MESSAGES[field]] if field in _SCREEN_MESSAGES else list(field_messages)
-    return errors
+    """The judgment service's field errors under the page's field names (its words are the
+    API's too: they never name a side in sample terms)."""
+    return {{"preferred": "choice"}.get(field, field): list(messages) for field, messages in exc.message_dict.items()}
+
+
+def errors_placed(errors: dict[str, list[str]], project: Project) -> tuple[dict[str, list[str]], list[str]]:
+    """(errors by field, errors for the top of the form): an error about a field the page
+    does not show - safety where the project asks for none, an edit where it takes none, a
+    bad time - goes on top, so that nothing refused is left unexplained."""
+    shown = {"choice", "strength", "rationale", "reason"}
+    if project.require_safety:
+        shown.add("safety")
+    if project.edit_policy != EditPolicy.OFF:
+        shown |= {"edit_text", "edit_base"}
+    by_field = {field: messages for field, messages in errors.items() if field in shown}
+    general = [message for field, messages in errors.items() if field not in shown for message in messages]
+    return by_field, general
 
 
 class SkipForm(forms.Form):
-    reason = forms.CharField(required=False, max_length=500)
+    # Required and limited by the engine (annotation.assignment.assignment_skip).
+    reason = forms.CharField(required=False)
 
 
 class NextPairForm(forms.Form):

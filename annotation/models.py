@@ -1,5 +1,6 @@
 """The annotation domain: projects, rounds, prompts, samples, comparisons, assignments,
-judgments and edits (ARCHITECTURE.md §Domain).
+judgments and edits (docs/architecture.md). Model versions are models_service's; rounds
+and samples point to them by name, so this app imports nothing of that one.
 
 Judgments are stored in *sample terms* (A/B), never screen terms: which sample the
 annotator saw on the left is recorded separately so position bias can be measured.
@@ -14,8 +15,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-
-from models_service.models import ModelVersion
 
 
 class EditPolicy(models.TextChoices):
@@ -83,15 +82,15 @@ class Round(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
     name = models.CharField(max_length=200, blank=True)
-    baseline = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="rounds_as_baseline")
-    candidate = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="rounds_as_candidate")
+    baseline = models.ForeignKey("models_service.ModelVersion", on_delete=models.PROTECT, related_name="rounds_as_baseline")
+    candidate = models.ForeignKey("models_service.ModelVersion", on_delete=models.PROTECT, related_name="rounds_as_candidate")
     pairing = models.CharField(max_length=20, choices=PairingStrategy.choices, default=PairingStrategy.OLD_VS_NEW)
     status = models.CharField(max_length=20, choices=RoundStatus.choices, default=RoundStatus.DRAFT)
     # How the platform samples this round (models_service.services.RoundSampling: seed,
     # temperatures or seeds of the one-model strategies, max_tokens, a prompt tag).
     sampling = models.JSONField(default=dict, blank=True)
     # Arena rounds: the versions besides baseline and candidate that take part.
-    arena_versions = models.ManyToManyField(ModelVersion, blank=True, related_name="arena_rounds")
+    arena_versions = models.ManyToManyField("models_service.ModelVersion", blank=True, related_name="arena_rounds")
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -154,7 +153,7 @@ class Sample(models.Model):
 
     # Indexed by the unique constraints below (prompt first); no separate FK index.
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="samples", db_index=False)
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="samples")
+    model_version = models.ForeignKey("models_service.ModelVersion", on_delete=models.PROTECT, related_name="samples")
     text = models.TextField()
     text_hash = models.CharField(max_length=64)
     sampling_params = models.JSONField(default=dict, blank=True)
@@ -353,21 +352,3 @@ class Edit(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=~Q(text=""), name="edit_not_empty")]
-
-
-class ApiToken(models.Model):
-    """A personal API token. Only its SHA-256 is stored; the key is shown once, at creation."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, help_text="First characters of the key, to recognise it in lists.")
-    key_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

@@ -1,4 +1,4 @@
-"""Reads. Queries that the REST API (and any page that wants them) share (STYLE.md §2).
+"""Reads of the annotation domain, shared by the REST API and the pages (docs/style.md).
 
 Selectors return querysets or single rows (``None`` when there is none); deciding
 what "not found" means for a caller - a 404, an error message - is the caller's job.
@@ -20,20 +20,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotation.models import ApiToken, Comparison, Judgment, Project, Prompt, Round
-from annotation.roles import Role, user_roles
-from models_service.models import ModelVersion
-
-# --- Model versions --------------------------------------------------------------------
-
-
-def model_version_list() -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.select_related("parent").order_by("created_at", "id")
-
-
-def model_version_get(*, pk: int) -> ModelVersion | None:
-    return model_version_list().filter(pk=pk).first()
-
+from accounts.roles import Role, user_roles
+from annotation.models import Comparison, Judgment, Project, Prompt, Round
 
 # --- Projects --------------------------------------------------------------------------
 
@@ -65,7 +53,7 @@ def project_get_cached(*, slug: str, user: Any) -> Project | None:
     """``project_get`` for the annotators' hot endpoints (next, judge), from the cache.
 
     The project's own row only (no ``created_by``). Saving or deleting a project drops
-    the entry (``apps.py``), so settings a lead changes apply to the next request.
+    the entry (``annotation/apps.py``), so settings a lead changes apply to the next request.
     """
     key = project_cache_key(slug)
     project = cache.get(key)
@@ -172,18 +160,6 @@ def judgment_list(*, round_: Round, since: datetime | None = None) -> QuerySet[J
     if since is not None:
         qs = qs.filter(created_at__gte=since)
     return qs
-
-
-# --- API tokens ------------------------------------------------------------------------
-
-
-def api_token_list(*, user: Any) -> QuerySet[ApiToken]:
-    return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
-
-
-def api_token_get(*, user: Any, pk: int) -> ApiToken | None:
-    """One of ``user``'s own tokens; another user's token is as good as missing."""
-    return api_token_list(user=user).filter(pk=pk).first()
 
 
 # --- Annotation --------------------------------------------------------------------------

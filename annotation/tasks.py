@@ -4,12 +4,9 @@
   (``assignment_next``), which is enough while annotators keep asking for work. This task
   also frees the slots of annotators who closed their tab when nobody else is asking, so
   progress counts and the "being judged right now" message stay true on a quiet project.
-- ``dashboard_refresh``: recomputes a slow, stale dashboard report off the web process.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from celery import shared_task
 
@@ -22,12 +19,3 @@ RECLAIM_BATCH = 1000
 @shared_task(name="annotation.tasks.reclaim_expired_leases", ignore_result=True)
 def reclaim_expired_leases() -> int:
     return assignments_reclaim_expired(limit=RECLAIM_BATCH)
-
-
-@shared_task(name="annotation.tasks.dashboard_refresh", ignore_result=True)
-def dashboard_refresh(key: str, kind: str, args: dict[str, Any], fingerprint: list[int]) -> None:
-    """Recompute one stale dashboard report of a big project (``dashboards._cached``) on a
-    worker, so that the web processes serve the cached numbers and keep their CPU."""
-    from annotation import dashboards
-
-    dashboards.refresh(key, dashboards.Recipe(kind, args), (fingerprint[0], fingerprint[1]))

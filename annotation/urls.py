@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotation import dashboard_views, views
+from annotation import views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,9 +15,7 @@ urlpatterns = [
     ),
     # Django's LogoutView accepts POST only: a link or an image cannot log anyone out.
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("import/", views.import_start, name="import-start"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
-    path("projects/<slug:slug>/import/", views.project_import, name="project-import"),
     path("projects/<slug:slug>/rounds/<int:number>/pairs/", views.round_pairs, name="round-pairs"),
     # The annotator's workspace. URLs carry the assignment id only: never a sample or a side.
     path("annotate/<slug:slug>/", views.annotate, name="annotate"),
@@ -28,12 +26,4 @@ urlpatterns = [
         name="annotate-submit",
     ),
     path("annotate/<slug:slug>/assignments/<int:assignment_id>/skip/", views.annotate_skip, name="annotate-skip"),
-    # The lead dashboard: win rates, ratings, agreement, quality (leads and ML engineers).
-    path("projects/<slug:slug>/dashboard/", dashboard_views.dashboard, name="dashboard"),
-    path(
-        "projects/<slug:slug>/dashboard/sections/<slug:section>/",
-        dashboard_views.dashboard_section,
-        name="dashboard-section",
-    ),
-    path("projects/<slug:slug>/dashboard/<slug:table>.csv", dashboard_views.dashboard_csv, name="dashboard-csv"),
 ]

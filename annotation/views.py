@@ -1,11 +1,12 @@
 """Server-rendered pages (Django templates + htmx).
 
-Every view has the same shape (STYLE.md §3): access check → form → service → render.
-htmx requests get a named partial of the same page template (STYLE.md §4).
+Every view has the same shape (docs/style.md): access check -> form -> service -> render.
+htmx requests get a named partial of the same page template.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,28 +24,22 @@ from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from annotation.assignment import (
-    AssignmentRefused,
-    NoWork,
-    assignment_next,
-    assignment_skip,
-    judgment_submit,
-)
+from accounts.roles import ROLE_LABELS, Role, has_role
+from annotation import selectors
+from annotation.assignment import AssignmentRefused, NoWork, assignment_next, assignment_skip
 from annotation.forms import (
     SAFETY_OPTIONS,
     STRENGTH_OPTIONS,
-    ImportForm,
     JudgmentForm,
     NextPairForm,
     PairPageForm,
     SkipForm,
     choice_options,
+    errors_placed,
     refusal_errors,
 )
-from annotation.imports import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
+from annotation.judging import client_rules, judgment_submit
 from annotation.models import Assignment, Project, Round, RoundStatus
-from annotation.roles import ROLE_LABELS, Role, has_role
-from annotation import selectors
 from annotation.selectors import comparison_list, project_get, project_list, round_list
 
 logger = logging.getLogger(__name__)
@@ -121,8 +116,6 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "rounds": rounds,
         "has_open_round": any(r.status == RoundStatus.OPEN for r in rounds),
     }
-    if has_role(request.user, Role.LEAD):
-        context["form"] = ImportForm(project=project)
     return render(request, "annotation/project_detail.html", context)
 
 
@@ -155,74 +148,12 @@ def round_pairs(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     return response
 
 
-# --- Imports -------------------------------------------------------------------------
-
-
-@login_required
-@require_safe
-def import_start(request: HttpRequest) -> HttpResponse:
-    """The nav's "Import": straight to the project's import page when there is one project."""
-    _require_role(request, Role.LEAD)
-    projects = list(project_list(user=request.user).filter(is_active=True))
-    if len(projects) == 1:
-        return redirect("project-import", slug=projects[0].slug)
-    return render(request, "annotation/import_start.html", {"projects": projects})
-
-
-@login_required
-@require_http_methods(["GET", "HEAD", "POST"])
-def project_import(request: HttpRequest, slug: str) -> HttpResponse:
-    _require_role(request, Role.LEAD)
-    project = _project_or_404(request, slug)
-    report: ImportReport | None = None
-    report_round: Round | None = None
-    if request.method == "POST":
-        form = ImportForm(request.POST, request.FILES, project=project)
-        if form.is_valid():
-            data = form.cleaned_data
-            upload = data["file"]
-            options = ImportOptions(
-                kind=ImportKind(data["kind"]),
-                project=project,
-                round=data["round"],
-                source=data["source"],
-                skip_invalid=data["skip_invalid"],
-                model_a=data["model_a"],
-                model_b=data["model_b"],
-            )
-            try:
-                upload.seek(0)
-                # The underlying file (BytesIO, or a temporary file for big uploads)
-                # streams line by line, which is what the importer reads.
-                report = import_run(stream=upload.file, filename=upload.name, options=options)
-            except ImportFailed as exc:
-                form.add_error("file", str(exc))
-            else:
-                if report.round_id is not None:
-                    report_round = Round.objects.filter(pk=report.round_id).first()
-                if report.committed:
-                    form = ImportForm(project=project, initial={"kind": data["kind"], "source": data["source"]})
-    else:
-        form = ImportForm(project=project)
-    context = {
-        "project": project,
-        "form": form,
-        "report": report,
-        "report_round": report_round,
-        "ignored_fields": sorted(report.ignored_fields) if report else [],
-    }
-    return render(request, "annotation/project_import.html", context)
-
-
 # --- The annotator's workspace -------------------------------------------------------
 #
 # One page (annotate.html) whose "pair" partial is what every htmx request gets back: the
 # pair to judge, or why there is none. The page speaks screen terms only (left/right and
 # the assignment id): no sample id, model name or A/B side is ever rendered or accepted.
 
-# Refusals after which this pair cannot be judged any more: move on to the next one.
-_GONE = {"foreign", "stale", "closed"}
-# Engine messages about these fields speak sample terms (A/B); the page says it its way.
 @dataclass(frozen=True)
 class Turn:
     role: str
@@ -271,13 +202,9 @@ def _annotator_project(request: HttpRequest, slug: str) -> Project:
     return project
 
 
-def _own_assignment_left(user, project: Project, assignment_id: int) -> str | None:
-    """Which sample this user's assignment shows left; None when it is not theirs or not in this project."""
-    return (
-        Assignment.objects.filter(pk=assignment_id, annotator=user, comparison__round__project=project)
-        .values_list("left", flat=True)
-        .first()
-    )
+def _own_assignment(user, project: Project, assignment_id: int) -> bool:
+    """Whether the assignment is this user's and belongs to this project."""
+    return Assignment.objects.filter(pk=assignment_id, annotator=user, comparison__round__project=project).exists()
 
 
 def _render_workspace(
@@ -292,9 +219,7 @@ def _render_workspace(
     skip_open: bool = False,
     prefetch: bool = False,
 ) -> HttpResponse:
-    errors = dict(errors or {})
-    # Errors no field of the page shows (the engine's own, a bad time) go on top of the form.
-    general_errors = errors.pop("__all__", []) + errors.pop("time_spent_ms", [])
+    errors, general_errors = errors_placed(dict(errors or {}), project)
     if isinstance(got, NoWork):
         pair, no_work = None, got
     else:
@@ -312,6 +237,7 @@ def _render_workspace(
         "skip_open": skip_open,
         "prefetch": prefetch,
         "choice_options": choice_options(project),
+        "rules_json": json.dumps(client_rules(project)),
         "strength_options": STRENGTH_OPTIONS,
         "safety_options": SAFETY_OPTIONS,
     }
@@ -366,21 +292,20 @@ def annotate_next(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def annotate_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     project = _annotator_project(request, slug)
-    left = _own_assignment_left(request.user, project, assignment_id)
-    if left is None:
+    if not _own_assignment(request.user, project, assignment_id):
         return _next_pair(request, project, "That pair does not exist or is not yours; here is your next one.")
-    form = JudgmentForm(request.POST, project=project)
+    form = JudgmentForm(request.POST)
     values = _posted_values(request.POST)
     if not form.is_valid():
         errors = {field: list(errs) for field, errs in form.errors.items()}
         return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
     try:
-        judgment_submit(assignment_id=assignment_id, annotator=request.user, verdict=form.verdict(left))
+        judgment_submit(assignment_id=assignment_id, annotator=request.user, verdict=form.verdict(), screen=True)
     except AssignmentRefused as exc:
         if hasattr(exc, "error_dict"):
             errors = refusal_errors(exc)
             return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
-        if exc.code in _GONE:
+        if exc.refusal.gone:
             return _next_pair(request, project, " ".join(exc.messages))
         return _render_workspace(
             request, project, assignment_id, status=422, values=values, errors={"__all__": exc.messages}
@@ -392,7 +317,7 @@ def annotate_submit(request: HttpRequest, slug: str, assignment_id: int) -> Http
 @require_POST
 def annotate_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     project = _annotator_project(request, slug)
-    if _own_assignment_left(request.user, project, assignment_id) is None:
+    if not _own_assignment(request.user, project, assignment_id):
         return _next_pair(request, project, "That pair does not exist or is not yours; here is your next one.")
     form = SkipForm(request.POST)
     values = _posted_values(request.POST)
@@ -404,7 +329,7 @@ def annotate_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpRe
     try:
         assignment_skip(assignment_id=assignment_id, annotator=request.user, reason=form.cleaned_data["reason"])
     except AssignmentRefused as exc:
-        if exc.code in _GONE:
+        if exc.refusal.gone:
             return _next_pair(request, project, " ".join(exc.messages))
         return _render_workspace(
             request, project, assignment_id, status=422, values=values, errors={"reason": exc.messages},

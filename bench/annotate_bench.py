@@ -783,9 +783,10 @@ def django_task(task: str, spec: dict) -> None:
     from django.db import connection
 
     if task == "seed":
-        from annotation.imports import ImportKind, ImportOptions, import_run
-        from annotation.roles import Role
-        from annotation.services import api_token_create, project_create, user_create
+        from imports.services import ImportKind, ImportOptions, import_run
+        from accounts.roles import Role
+        from accounts.services import api_token_create, user_create
+        from annotation.services import project_create
 
         for i, slug in enumerate(spec["projects"]):
             project = project_create(name=slug, slug=slug, overlap=spec["overlap"], require_safety=False,

@@ -69,8 +69,11 @@ def fill(judgments: int) -> None:
 
     from annotation import bulk
     from annotation.models import Comparison, Edit, Judgment, Prompt, RoundStatus, Sample
-    from annotation.roles import Role
-    from annotation.services import model_version_get_or_create, project_create, round_create, user_create
+    from accounts.roles import Role
+    from models_service.services import model_version_get_or_create
+    from annotation.services import project_create
+    from models_service.rounds import round_create
+    from accounts.services import user_create
 
     rng = np.random.default_rng(5)
     comparisons = judgments // 2
@@ -216,7 +219,7 @@ def main() -> None:
     import numpy as np
 
     from annotation.models import Judgment, Project
-    from annotation.stats import bradley_terry as bt
+    from insights.stats import bradley_terry as bt
 
     project = Project.objects.filter(slug=SLUG).first()
     have = Judgment.objects.filter(comparison__round__project=project).count() if project else 0
@@ -259,7 +262,7 @@ def main() -> None:
 
     import threading
 
-    from annotation.dashboards import Filters
+    from insights.filters import Filters
     from annotation.models import Comparison, JudgmentSource, Round
 
     def wait_for_background() -> None:

@@ -80,13 +80,11 @@ def fill(judgments: int, annotators: int, edit_share: float) -> dict:
         RoundStatus,
         Sample,
     )
-    from annotation.roles import Role
-    from annotation.services import (
-        model_version_get_or_create,
-        project_create,
-        round_create,
-        user_create,
-    )
+    from accounts.roles import Role
+    from models_service.services import model_version_get_or_create
+    from annotation.services import project_create
+    from models_service.rounds import round_create
+    from accounts.services import user_create
 
     rng = random.Random(7)
     pool = [" ".join(rng.choice(WORDS) for _ in range(20)).capitalize() + "." for _ in range(997)]

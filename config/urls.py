@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("config.api_urls")),
     path("", include("annotation.urls")),
-    path("", include("rlhf_export.urls")),
     path("", include("models_service.urls")),
+    path("", include("imports.urls")),
+    path("", include("insights.urls")),
+    path("", include("rlhf_export.urls")),
 ]

@@ -9,6 +9,12 @@ from models_service import apis
 app_name = "models_service_api"
 
 urlpatterns = [
+    path("model-versions/", apis.ModelVersionListApi.as_view(), name="model-version-list"),
+    path("model-versions/<int:pk>/", apis.ModelVersionDetailApi.as_view(), name="model-version-detail"),
+    path("projects/<slug:slug>/rounds/", apis.RoundListApi.as_view(), name="round-list"),
+    path("rounds/<int:pk>/open/", apis.RoundOpenApi.as_view(), name="round-open"),
+    path("rounds/<int:pk>/close/", apis.RoundCloseApi.as_view(), name="round-close"),
+    path("rounds/<int:pk>/build-comparisons/", apis.RoundBuildComparisonsApi.as_view(), name="round-build-comparisons"),
     path("rounds/<int:pk>/sampling/", apis.RoundSamplingApi.as_view(), name="round-sampling"),
     path("rounds/<int:pk>/sampling/config/", apis.RoundSamplingConfigApi.as_view(), name="round-sampling-config"),
     path("rounds/<int:pk>/sampling/failures/", apis.SamplingFailureListApi.as_view(), name="round-sampling-failures"),

@@ -1,9 +1,10 @@
-"""REST API of the models service, mounted at /api/v1/ beside the annotation API:
-sampling progress and (re)starts per round, the failures list, the round's sampling
-settings, and the flagged samples a lead may release.
+"""REST API of the models service, mounted at /api/v1/ beside the annotation API: model
+versions; creating, opening, closing and pairing rounds; sampling progress and
+(re)starts per round, the failures list, the round's sampling settings, and the flagged
+samples a lead may release.
 
-Same shape as annotation/apis.py (STYLE.md §3): permission per method → input
-serializer → service or selector → output serializer.
+Same shape as every API view (docs/style.md): permission per method -> input serializer
+-> service or selector -> output serializer.
 """
 
 from __future__ import annotations
@@ -12,22 +13,18 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import IsLead, IsLeadOrMLEngineer
 from annotation import selectors as annotation_selectors
-from annotation.apis import BaseApi, ModelVersionRefSerializer
+from annotation import services as annotation_services
+from annotation.apis import ModelVersionRefSerializer, RoundDetailApi
 from annotation.models import PairingStrategy, RoundStatus
-from annotation.permissions import IsLead, IsLeadOrMLEngineer
-from models_service import selectors, services
-from models_service.models import JobStatus, ModelVersion
-
-
-def _found(obj: Any, what: str) -> Any:
-    if obj is None:
-        raise NotFound(f"No such {what}.")
-    return obj
+from core.api import BaseApi, get_or_404
+from models_service import rounds, sampling, selectors, services
+from models_service.arms import round_arms
+from models_service.models import Backend, JobStatus, ModelVersion
 
 
 class SamplingJobSerializer(serializers.Serializer):
@@ -75,7 +72,7 @@ class RoundSamplingApi(BaseApi):
 
     @extend_schema(responses=OutputSerializer, summary="Sampling progress of a round")
     def get(self, request: Request, pk: int) -> Response:
-        round_ = _found(annotation_selectors.round_get(pk=pk), "round")
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
         return Response(self.OutputSerializer(selectors.round_progress(round_=round_)).data)
 
     @extend_schema(
@@ -84,8 +81,8 @@ class RoundSamplingApi(BaseApi):
         summary="Start or rerun a round's sampling (idempotent: only missing answers are asked for)",
     )
     def post(self, request: Request, pk: int) -> Response:
-        round_ = _found(annotation_selectors.round_get(pk=pk), "round")
-        services.sampling_start(round_=round_)
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
+        sampling.sampling_start(round_=round_)
         round_.refresh_from_db()
         return Response(
             self.OutputSerializer(selectors.round_progress(round_=round_)).data, status=status.HTTP_202_ACCEPTED
@@ -129,22 +126,22 @@ class RoundSamplingConfigApi(BaseApi):
             return [
                 {"arm": a.key, "model_version": a.version.pk, "model_version_name": a.version.name,
                  "seed": a.seed, "params": a.params.request_fields()}
-                for a in services.round_arms(obj)
+                for a in round_arms(obj)
             ]
 
     @extend_schema(responses=OutputSerializer, summary="A round's sampling settings and the arms they give")
     def get(self, request: Request, pk: int) -> Response:
-        round_ = _found(annotation_selectors.round_get(pk=pk), "round")
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
         return Response(self.OutputSerializer(round_).data)
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer, summary="Set a round's sampling settings")
     def put(self, request: Request, pk: int) -> Response:
-        round_ = _found(annotation_selectors.round_get(pk=pk), "round")
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         arena = data.get("arena_versions")
-        round_ = services.round_sampling_configure(
+        round_ = sampling.round_sampling_configure(
             round_=round_,
             sampling=data.get("sampling"),
             arena_version_ids=[v.pk for v in arena] if arena is not None else None,
@@ -176,7 +173,7 @@ class SamplingFailureListApi(BaseApi):
 
     @extend_schema(responses=OutputSerializer(many=True), summary="Prompts a round's sampling could not answer")
     def get(self, request: Request, pk: int) -> Response:
-        round_ = _found(annotation_selectors.round_get(pk=pk), "round")
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
         return self.paginated(selectors.sampling_failure_list(round_=round_), self.OutputSerializer)
 
 
@@ -202,7 +199,7 @@ class FlaggedSampleListApi(BaseApi):
 
     @extend_schema(responses=FlaggedSampleSerializer(many=True), summary="Samples held back for naming a model")
     def get(self, request: Request, slug: str) -> Response:
-        project = _found(annotation_selectors.project_get(slug=slug, user=request.user), "project")
+        project = get_or_404(annotation_selectors.project_get(slug=slug, user=request.user), "project")
         return self.paginated(selectors.flagged_sample_list(project=project), FlaggedSampleSerializer)
 
 
@@ -221,6 +218,172 @@ class SampleReleaseApi(BaseApi):
 
     @extend_schema(request=None, responses=OutputSerializer, summary="Release a flagged sample")
     def post(self, request: Request, pk: int) -> Response:
-        sample = _found(selectors.sample_get(pk=pk), "sample")
-        created = services.sample_release(sample=sample)
+        sample = get_or_404(selectors.sample_get(pk=pk), "sample")
+        created = sampling.sample_release(sample=sample)
         return Response(self.OutputSerializer({"sample": sample, "comparisons_created": created}).data)
+
+
+# --- Model versions --------------------------------------------------------------------
+
+
+@extend_schema(tags=["model versions"])
+class ModelVersionListApi(BaseApi):
+    """Model versions (checkpoints): leads and ML engineers list and register them.
+    Annotators judge blind, so model names and server addresses are not theirs to read."""
+
+    permissions = {"GET": IsLeadOrMLEngineer, "POST": IsLeadOrMLEngineer}
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        backend = serializers.ChoiceField(choices=Backend.choices, default=Backend.IMPORTED)
+        parent = serializers.PrimaryKeyRelatedField(
+            queryset=ModelVersion.objects.all(), allow_null=True, required=False, default=None
+        )
+        config = serializers.DictField(required=False, default=dict, help_text="Backend settings (engine path, URL…).")
+        default_sampling = serializers.DictField(required=False, default=dict)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "ModelVersion"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        parent = serializers.IntegerField(source="parent_id", allow_null=True)
+        parent_name = serializers.CharField(source="parent.name", allow_null=True)
+        backend = serializers.ChoiceField(choices=Backend.choices)
+        config = serializers.DictField()
+        default_sampling = serializers.DictField()
+        description = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "ModelVersion"
+
+    @extend_schema(responses=OutputSerializer(many=True), summary="List model versions")
+    def get(self, request: Request) -> Response:
+        return self.paginated(selectors.model_version_list(), self.OutputSerializer)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, summary="Register a model version")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.model_version_create(**serializer.validated_data)
+        return Response(self.OutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["model versions"])
+class ModelVersionDetailApi(BaseApi):
+    """One model version, for leads and ML engineers (annotators judge blind)."""
+
+    permissions = {"GET": IsLeadOrMLEngineer, "PATCH": IsLeadOrMLEngineer}
+    InputSerializer = ModelVersionListApi.InputSerializer
+    OutputSerializer = ModelVersionListApi.OutputSerializer
+
+    @extend_schema(responses=OutputSerializer, summary="Get a model version")
+    def get(self, request: Request, pk: int) -> Response:
+        version = get_or_404(selectors.model_version_get(pk=pk), "model version")
+        return Response(self.OutputSerializer(version).data)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer, summary="Change a model version")
+    def patch(self, request: Request, pk: int) -> Response:
+        version = get_or_404(selectors.model_version_get(pk=pk), "model version")
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        version = services.model_version_update(version=version, **serializer.validated_data)
+        return Response(self.OutputSerializer(version).data)
+
+
+@extend_schema(tags=["rounds"])
+class RoundListApi(BaseApi):
+    """A project's rounds. Leads and ML engineers list them; leads start new ones."""
+
+    permissions = {"GET": IsLeadOrMLEngineer, "POST": IsLead}
+    OutputSerializer = RoundDetailApi.OutputSerializer
+
+    class InputSerializer(serializers.Serializer):
+        baseline = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), help_text="Previous model.")
+        candidate = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), help_text="New model.")
+        pairing = serializers.ChoiceField(choices=PairingStrategy.choices, default=PairingStrategy.OLD_VS_NEW)
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "RoundCreate"
+
+    @extend_schema(responses=OutputSerializer(many=True), summary="List a project's rounds")
+    def get(self, request: Request, slug: str) -> Response:
+        project = get_or_404(annotation_selectors.project_get(slug=slug, user=request.user), "project")
+        return self.paginated(annotation_selectors.round_list(project=project), self.OutputSerializer)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, summary="Start a round (draft)")
+    def post(self, request: Request, slug: str) -> Response:
+        project = get_or_404(annotation_selectors.project_get(slug=slug, user=request.user), "project")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        round_ = rounds.round_create(project=project, **serializer.validated_data)
+        return Response(self.OutputSerializer(annotation_selectors.round_get(pk=round_.pk)).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["rounds"])
+class RoundOpenApi(BaseApi):
+    """Open a round for annotation. Leads."""
+
+    permissions = {"POST": IsLead}
+    OutputSerializer = RoundDetailApi.OutputSerializer
+
+    @extend_schema(request=None, responses=OutputSerializer, summary="Open a round for annotation")
+    def post(self, request: Request, pk: int) -> Response:
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
+        rounds.round_open(round_=round_)
+        return Response(self.OutputSerializer(annotation_selectors.round_get(pk=pk)).data)
+
+
+@extend_schema(tags=["rounds"])
+class RoundCloseApi(BaseApi):
+    """Close a round. Leads."""
+
+    permissions = {"POST": IsLead}
+    OutputSerializer = RoundDetailApi.OutputSerializer
+
+    @extend_schema(request=None, responses=OutputSerializer, summary="Close a round")
+    def post(self, request: Request, pk: int) -> Response:
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
+        annotation_services.round_close(round_=round_)
+        return Response(self.OutputSerializer(annotation_selectors.round_get(pk=pk)).data)
+
+
+@extend_schema(tags=["rounds"])
+class RoundBuildComparisonsApi(BaseApi):
+    """Build a round's comparisons from the samples of its two versions. Leads."""
+
+    permissions = {"POST": IsLead}
+
+    class InputSerializer(serializers.Serializer):
+        seed_a = serializers.IntegerField(
+            required=False, allow_null=True, default=None, help_text="Use only baseline samples with this seed."
+        )
+        seed_b = serializers.IntegerField(
+            required=False, allow_null=True, default=None, help_text="Use only candidate samples with this seed."
+        )
+
+        class Meta:
+            ref_name = "BuildComparisons"
+
+    class OutputSerializer(serializers.Serializer):
+        created = serializers.IntegerField(help_text="Comparisons created by this call.")
+        round = RoundDetailApi.OutputSerializer()
+
+        class Meta:
+            ref_name = "BuildComparisonsResult"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=OutputSerializer,
+        summary="Pair the baseline's and the candidate's samples into comparisons (idempotent)",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        round_ = get_or_404(annotation_selectors.round_get(pk=pk), "round")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = rounds.round_build_comparisons(round_=round_, **serializer.validated_data)
+        return Response(self.OutputSerializer({"created": created, "round": annotation_selectors.round_get(pk=pk)}).data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from models_service.services import MAX_LIVE_PROMPT_CHARS
+from models_service.live import MAX_LIVE_PROMPT_CHARS
 
 
 class LivePromptForm(forms.Form):

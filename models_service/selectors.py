@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from annotation.models import Comparison, Project, Round, Sample
-from models_service.models import JobStatus, LiveTurn, SamplingFailure, SamplingJob
+from models_service.models import JobStatus, LiveTurn, ModelVersion, SamplingFailure, SamplingJob
 
 
 @dataclass
@@ -36,6 +36,14 @@ class RoundProgress:
         if self.active:
             return "running"
         return "failed" if self.failed else "done"
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("parent").order_by("created_at", "id")
+
+
+def model_version_get(*, pk: int) -> ModelVersion | None:
+    return model_version_list().filter(pk=pk).first()
 
 
 def round_progress(*, round_: Round) -> RoundProgress:

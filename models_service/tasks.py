@@ -18,8 +18,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from config.celery import requeue_once
-from models_service import services
+from core.tasks import requeue_once
+from models_service import sampling
 from models_service.models import JobStatus, SamplingJob
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 def sample_job(self, job_id: int) -> dict[str, int] | None:
     """Sample one arm of a round (one model version, one seed): every prompt missing an answer."""
     try:
-        job = services.sampling_job_run(job_id=job_id, resume=self.request.retries > 0)
+        job = sampling.sampling_job_run(job_id=job_id, resume=self.request.retries > 0)
     except (OperationalError, InterfaceError) as exc:
         delay = min(300, 5 * 2**self.request.retries)
         raise self.retry(exc=exc, countdown=delay / 2 + random.uniform(0, delay / 2)) from exc
@@ -54,7 +54,7 @@ def requeue_abandoned_sampling() -> int:
     missing, so it is harmless."""
     return requeue_once(
         sample_job,
-        services.sampling_jobs_abandoned(limit=REQUEUE_BATCH),
+        sampling.sampling_jobs_abandoned(limit=REQUEUE_BATCH),
         kind="sampling",
         window=settings.SAMPLING_STALE_SECONDS,
         log=logger,

@@ -6,7 +6,7 @@
   (server-sent events read by static/js/live.js), then judges it like any other pair and
   may continue the dialogue with the preferred answer.
 
-Same shape as annotation/views.py (STYLE.md §3): access check → form → service → render.
+Same shape as every page (docs/style.md): access check -> form -> service -> render.
 The live pages speak screen terms only (left/right, a turn id): no model name, sample id
 or A/B side is rendered or accepted.
 """
@@ -31,22 +31,22 @@ from django.views.decorators.http import (
     require_safe,
 )
 
-from annotation.assignment import (
-    AssignmentRefused,
-    judgment_submit,
-    screen_to_sample,
-)
+from accounts.roles import ROLE_LABELS, Role, has_role
+from annotation.assignment import AssignmentRefused
 from annotation.forms import (
     SAFETY_OPTIONS,
     STRENGTH_OPTIONS,
     JudgmentForm,
     choice_options,
+    errors_placed,
     refusal_errors,
 )
+from annotation.judging import judgment_submit, screen_to_sample
 from annotation.models import EditPolicy, Project, Round
-from annotation.roles import ROLE_LABELS, Role, has_role
 from annotation.selectors import project_get
-from models_service import selectors, services
+from models_service import live as live_mode
+from models_service import sampling, selectors
+from models_service.arms import round_generates
 from models_service.forms import LiveModeForm, LivePromptForm
 from models_service.models import LiveTurn
 
@@ -83,7 +83,7 @@ def _panel_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         item.failures_more = max(0, item.failed - len(item.failures_shown))
     startable = [
         r for r in Round.objects.filter(project=project).exclude(status="closed").select_related("baseline", "candidate")
-        if not r.sampling_jobs.exists() and services.round_generates(r)
+        if not r.sampling_jobs.exists() and round_generates(r)
     ]
     flagged = selectors.flagged_sample_list(project=project)
     return {
@@ -127,7 +127,7 @@ def sampling_start_view(request: HttpRequest, slug: str, number: int) -> HttpRes
     if round_ is None:
         raise Http404("no such round")
     try:
-        services.sampling_start(round_=round_)
+        sampling.sampling_start(round_=round_)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -144,7 +144,7 @@ def sample_release_view(request: HttpRequest, slug: str, sample_id: int) -> Http
     if sample is None or sample.prompt.project_id != project.pk:
         raise Http404("no such sample")
     try:
-        created = services.sample_release(sample=sample)
+        created = sampling.sample_release(sample=sample)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -159,7 +159,7 @@ def live_mode_set_view(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project_or_404(request, slug)
     form = LiveModeForm(request.POST)
     form.is_valid()  # a boolean field: anything but a true value is "off"
-    services.project_live_mode_set(project=project, enabled=form.cleaned_data.get("enabled", False))
+    live_mode.project_live_mode_set(project=project, enabled=form.cleaned_data.get("enabled", False))
     return _after_action(request, project)
 
 
@@ -187,8 +187,8 @@ def _dialogue(turn: LiveTurn) -> list[dict[str, str]]:
 
 def _live_unavailable(project: Project) -> str:
     try:
-        services.live_round(project)
-    except services.LiveUnavailable as exc:
+        live_mode.live_round(project)
+    except live_mode.LiveUnavailable as exc:
         return " ".join(exc.messages)
     return ""
 
@@ -207,7 +207,7 @@ def live(request: HttpRequest, slug: str) -> HttpResponse:
             if parent_id:
                 parent = _turn_or_404(request, project, parent_id)
             try:
-                turn = services.live_turn_start(
+                turn = live_mode.live_turn_start(
                     project=project, annotator=request.user, text=form.cleaned_data["text"], parent=parent
                 )
             except ValidationError as exc:
@@ -225,7 +225,7 @@ def live(request: HttpRequest, slug: str) -> HttpResponse:
                 parent = selectors.live_turn_get(pk=int(parent_id), annotator=request.user, project=project)
     else:
         form = LivePromptForm()
-    reply = services.live_continuation(parent) if parent else None
+    reply = live_mode.live_continuation(parent) if parent else None
     context = {
         "project": project,
         "form": form,
@@ -277,7 +277,7 @@ def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> Str
     def events() -> Iterator[bytes]:
         yield b": stream open\n\n"  # headers and a first byte out at once, before the model starts
         try:
-            for event in services.live_stream(turn=turn, side=sample_side):
+            for event in live_mode.live_stream(turn=turn, side=sample_side):
                 if event.done and event.extra.get("held"):
                     # Never say why: that would tell the annotator the answer named its model.
                     yield _sse("held", {"message": HELD_MESSAGE})
@@ -285,7 +285,7 @@ def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> Str
                     yield _sse("done", {"finish_reason": event.generation.finish_reason if event.generation else ""})
                 else:
                     yield _sse("delta", {"text": event.delta})
-        except services.LiveStreamFailed:
+        except live_mode.LiveStreamFailed:
             # The details (server address, model path) are for leads: they stay on the turn.
             logger.warning("live turn %s: the %s answer failed", turn.pk, side)
             yield _sse("error", {"message": "This answer could not be generated: the model server did not answer. Try again."})
@@ -300,9 +300,7 @@ def _render_judge(
     request: HttpRequest, project: Project, turn: LiveTurn, *, status: int = 200,
     values: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None, reason: str = "",
 ) -> HttpResponse:
-    errors = dict(errors or {})
-    # Errors no field shows (the engine's own, a bad time) go on top of the form.
-    general_errors = errors.pop("__all__", []) + errors.pop("time_spent_ms", [])
+    errors, general_errors = errors_placed(dict(errors or {}), project)
     context = {
         "project": project,
         "turn": turn,
@@ -326,7 +324,7 @@ def live_judge(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
     """The judgment form, once both answers are in (the author takes the comparison's first slot)."""
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
-    judging = services.live_assignment_create(turn=turn)
+    judging = live_mode.live_assignment_create(turn=turn)
     if judging.assignment is None:
         return _render_judge(request, project, turn, reason=judging.reason, status=409 if judging.code == "waiting" else 200)
     return _render_judge(request, project, turn)
@@ -341,19 +339,19 @@ def live_submit(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
     if turn.assignment_id is None:
         return _render_judge(request, project, turn, status=409, reason="Wait until both answers are complete.")
     values = {k: str(request.POST.get(k, "")) for k in ("choice", "strength", "safety", "rationale", "edit_text", "edit_base")}
-    form = JudgmentForm(request.POST, project=project)
+    form = JudgmentForm(request.POST)
     if not form.is_valid():
         errors = {field: list(errs) for field, errs in form.errors.items()}
         return _render_judge(request, project, turn, status=422, values=values, errors=errors)
     try:
-        judgment_submit(assignment_id=turn.assignment_id, annotator=request.user, verdict=form.verdict(turn.left))
+        judgment_submit(assignment_id=turn.assignment_id, annotator=request.user, verdict=form.verdict(), screen=True)
     except AssignmentRefused as exc:
         if hasattr(exc, "error_dict"):
             errors = refusal_errors(exc)
         else:
             errors = {"__all__": exc.messages}
         return _render_judge(request, project, turn, status=422, values=values, errors=errors)
-    continuation = services.live_continuation(turn)
+    continuation = live_mode.live_continuation(turn)
     context = {
         "project": project,
         "turn": turn,

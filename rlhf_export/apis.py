@@ -16,9 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from annotation.apis import BaseApi, _found
-from annotation.permissions import IsLeadOrMLEngineer
+from accounts.permissions import IsLeadOrMLEngineer
 from annotation.selectors import project_get
+from core.api import BaseApi, get_or_404
 from rlhf_export import selectors, services
 from rlhf_export.models import (
     ExportJob,
@@ -85,7 +85,7 @@ class ExportJobOutputSerializer(serializers.Serializer):
 
 
 def _job_or_404(pk: int) -> ExportJob:
-    return _found(selectors.export_job_get(pk=pk), "export")
+    return get_or_404(selectors.export_job_get(pk=pk), "export")
 
 
 _FILTERS_HELP = "; ".join(f"{name}: {field.description}" for name, field in ExportFilters.model_fields.items())
@@ -121,7 +121,7 @@ class ExportListApi(BaseApi):
         query.is_valid(raise_exception=True)
         project = None
         if query.validated_data.get("project"):
-            project = _found(project_get(slug=query.validated_data["project"], user=request.user), "project")
+            project = get_or_404(project_get(slug=query.validated_data["project"], user=request.user), "project")
         return self.paginated(selectors.export_job_list(project=project), ExportJobOutputSerializer)
 
     @extend_schema(tags=["exports"], request=InputSerializer, responses={201: ExportJobOutputSerializer},
@@ -175,7 +175,7 @@ class ExportFileApi(BaseApi):
     def get(self, request: Request, pk: int, name: str):
         job = _job_or_404(pk)
         artifact = selectors.export_artifact_get(job=job, name=name) if job.status == ExportStatus.SUCCEEDED else None
-        artifact = _found(artifact, "file")
+        artifact = get_or_404(artifact, "file")
         return export_file_response(artifact)
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import orjson
 import pyarrow as pa
 
+from core.text import messages_hash
 from rlhf_export.models import ExportKind, TextFormat
 from rlhf_export.schemas import MARGINS, STRENGTH_RANK, ExportFilters, ExportOptions
 from rlhf_export.selectors import (
@@ -123,8 +124,6 @@ def split_key(messages: list[dict], prompt_hash: str) -> str:
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     if len(users) <= 1:
         return prompt_hash
-    from annotation.services import messages_hash
-
     return messages_hash(messages[: users[0] + 1])
 
 

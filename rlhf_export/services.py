@@ -29,6 +29,7 @@ from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
 from annotation.models import Project, Round
+from insights.reports import flagged_annotator_ids
 from rlhf_export.builders import BuildContext, RowBuilder, schema_for
 from rlhf_export.models import (
     ArtifactRole,
@@ -93,10 +94,6 @@ class ExportCancelled(Exception):
     """The job is no longer ours: cancelled, or claimed by another worker after a stale heartbeat."""
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 # --- Create and cancel ---------------------------------------------------------------------
 
 
@@ -145,10 +142,6 @@ def export_filters_validate(*, project: Project, kind: str, filters: dict | None
             unknown = [name for name in parsed_filters.exclude_annotators if name not in found]
             if unknown:
                 errors.setdefault("filters.exclude_annotators", []).append(f"No such user: {', '.join(unknown)}.")
-        if parsed_filters.exclude_flagged_annotators and _flagged_helper() is None:
-            errors.setdefault("filters.exclude_flagged_annotators", []).append(
-                "The annotator quality checks are not available in this installation."
-            )
     if errors:
         raise ValidationError(errors)
     assert parsed_filters is not None and parsed_options is not None
@@ -185,7 +178,7 @@ def export_job_create(
         options=parsed_options.model_dump(mode="json"),
         created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
     )
-    job.storage_prefix = f"{_setting('EXPORT_STORAGE_PREFIX', 'exports')}/job-{job.pk}"
+    job.storage_prefix = f"{settings.EXPORT_STORAGE_PREFIX}/job-{job.pk}"
     job.save(update_fields=["storage_prefix"])
     from rlhf_export.tasks import export_job_run_task
 
@@ -197,7 +190,7 @@ def export_job_create(
 def export_jobs_abandoned(*, limit: int) -> list[int]:
     """Jobs no worker is on: pending for longer than ``EXPORT_STALE_SECONDS`` (the queued
     message was lost) or running with a heartbeat older than that (the worker died)."""
-    stale_before = timezone.now() - timedelta(seconds=_setting("EXPORT_STALE_SECONDS", 300))
+    stale_before = timezone.now() - timedelta(seconds=settings.EXPORT_STALE_SECONDS)
     return list(
         ExportJob.objects.filter(
             Q(status=ExportStatus.PENDING, created_at__lt=stale_before)
@@ -231,17 +224,9 @@ def export_job_fail(*, job_id: int, error: str) -> None:
 # --- Run (the Celery task's body) ------------------------------------------------------------
 
 
-def _flagged_helper():
-    try:
-        from annotation.stats.quality import flagged_annotator_ids
-    except ImportError:
-        return None
-    return flagged_annotator_ids
-
-
 def _claim(job_id: int) -> ExportJob | None:
     now = timezone.now()
-    stale_before = now - timedelta(seconds=_setting("EXPORT_STALE_SECONDS", 300))
+    stale_before = now - timedelta(seconds=settings.EXPORT_STALE_SECONDS)
     claimed = ExportJob.objects.filter(
         Q(status=ExportStatus.PENDING) | Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale_before), pk=job_id
     ).update(status=ExportStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=now, error="")
@@ -274,11 +259,8 @@ def _pin_source_state(job: ExportJob, filters: ExportFilters) -> dict[str, Any]:
         )
     flagged: list[int] = []
     if filters.exclude_flagged_annotators:
-        helper = _flagged_helper()
-        if helper is None:
-            raise ValueError("the annotator quality checks (annotation.stats.quality) are not available")
         rounds = list(Round.objects.filter(project=job.project, number__in=filters.rounds)) if filters.rounds else None
-        flagged = sorted(int(pk) for pk in helper(project=job.project, rounds=rounds))
+        flagged = sorted(int(pk) for pk in flagged_annotator_ids(project=job.project, rounds=rounds))
         excluded |= set(flagged)
     state["flagged_annotator_ids"] = flagged
     state["excluded_annotator_ids"] = sorted(excluded)
@@ -369,7 +351,7 @@ def _build(job: ExportJob, sink: Sink, committed: list[str]) -> None:
         done = min(total, done + n)
         _still_ours(job, judgments_done=done)
 
-    batch_size = int(_setting("EXPORT_BATCH_SIZE", 5000))
+    batch_size = settings.EXPORT_BATCH_SIZE
     try:
         for group in grouped_by_comparison(source_batches(query, batch_size=batch_size), on_batch):
             for split, row in builder.rows(group):

@@ -13,7 +13,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from config.celery import requeue_once
+from core.tasks import requeue_once
 from rlhf_export import services
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def export_job_run_task(self, job_id: int) -> str:
         # Another worker holds the job, or one died and its heartbeat is not stale yet.
         if self.request.retries >= self.max_retries:
             return outcome
-        stale = int(getattr(settings, "EXPORT_STALE_SECONDS", 300))
+        stale = settings.EXPORT_STALE_SECONDS
         raise self.retry(countdown=max(1, stale // 2 + 1))
     return outcome
 
@@ -58,6 +58,6 @@ def requeue_abandoned_exports() -> int:
         export_job_run_task,
         services.export_jobs_abandoned(limit=REQUEUE_BATCH),
         kind="export",
-        window=int(getattr(settings, "EXPORT_STALE_SECONDS", 300)),
+        window=settings.EXPORT_STALE_SECONDS,
         log=logger,
     )

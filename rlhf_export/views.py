@@ -18,7 +18,7 @@ from django.views.decorators.http import (
     require_safe,
 )
 
-from annotation.roles import ROLE_LABELS, Role, has_role
+from accounts.roles import ROLE_LABELS, Role, has_role
 from annotation.selectors import project_list
 from rlhf_export import selectors, services
 from rlhf_export.apis import export_file_response

@@ -176,7 +176,7 @@ class DatasetWriter:
 
 
 def export_storage() -> Storage:
-    return storages[getattr(settings, "EXPORT_STORAGE_ALIAS", "default")]
+    return storages["default"]
 
 
 def is_local(storage: Storage) -> bool:

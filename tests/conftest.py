@@ -10,14 +10,11 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from annotation.models import RoundStatus
-from annotation.roles import Role
-from annotation.services import (
-    api_token_create,
-    model_version_get_or_create,
-    project_create,
-    round_create,
-    user_create,
-)
+from accounts.roles import Role
+from accounts.services import api_token_create, user_create
+from models_service.services import model_version_get_or_create
+from annotation.services import project_create
+from models_service.rounds import round_create
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -143,17 +143,24 @@
     return st;
   }
 
+  // The project's rules, as the server's judgment service states them (data-rules on the
+  // form): which choices need a strength, a safety label or an edit. The page only asks
+  // for what the server would refuse without; it keeps no rules of its own.
+  function rules(form) {
+    if (!form._rules) form._rules = JSON.parse(form.dataset.rules || "{}");
+    return form._rules;
+  }
+
+  function needs(form, rule, choice) {
+    return (rules(form)[rule] || []).indexOf(choice) !== -1;
+  }
+
   function editAllowed(form) {
-    return form.dataset.editPolicy !== "off" && !!form.querySelector("[data-editor]");
+    return !!rules(form).edit && !!form.querySelector("[data-editor]");
   }
 
   function editRequired(form) {
-    const policy = form.dataset.editPolicy;
-    const choice = value(form, "choice");
-    return (
-      (policy === "always" && (isSide(choice) || choice === "both_bad")) ||
-      (policy === "both_bad" && choice === "both_bad")
-    );
+    return needs(form, "edit_required_for", value(form, "choice"));
   }
 
   function wantedBase(form) {
@@ -407,8 +414,8 @@
   function nextStep(form) {
     const choice = value(form, "choice");
     if (!choice) return "Which is better? " + keysOf(form, "choice");
-    if (isSide(choice) && !value(form, "strength")) return "How much better? q w e r";
-    if (form.dataset.requireSafety === "true" && choice !== "cant_judge" && !value(form, "safety")) {
+    if (needs(form, "strength_for", choice) && !value(form, "strength")) return "How much better? q w e r";
+    if (needs(form, "safety_for", choice) && !value(form, "safety")) {
       return "Safety label: " + keysOf(form, "safety");
     }
     if (editRequired(form) && !isEdited(form)) return "Write your edit: press E";
@@ -480,17 +487,21 @@
     const choice = value(form, "choice");
     const out = [];
     if (!choice) out.push(["choice", "Pick an answer first: " + keysOf(form, "choice") + "."]);
-    if (isSide(choice) && !value(form, "strength")) out.push(["strength", "Say how much better: q, w, e or r."]);
-    if (form.dataset.requireSafety === "true" && choice && choice !== "cant_judge" && !value(form, "safety")) {
+    if (needs(form, "strength_for", choice) && !value(form, "strength")) out.push(["strength", "Say how much better: q, w, e or r."]);
+    if (needs(form, "safety_for", choice) && !value(form, "safety")) {
       out.push(["safety", "Add the safety label: " + keysOf(form, "safety") + "."]);
     }
     if (editRequired(form)) {
       const st = editorState(form);
       if (!st.open || !editText(form).value.trim()) {
         out.push(["edit_text", "This project asks for an edit here: press E and improve the answer."]);
-      } else if (choice === "both_bad" && !isEdited(form)) {
-        out.push(["edit_text", "Both are bad, so rewrite the answer into a good one: it is still the original."]);
+      } else if (!isEdited(form)) {
+        out.push(["edit_text", "Your edit is still the original answer: improve it."]);
       }
+    }
+    const limit = rules(form).edit_max;
+    if (limit && editText(form) && editText(form).value.length > limit) {
+      out.push(["edit_text", "Keep the edit under " + limit.toLocaleString() + " characters."]);
     }
     return out;
   }

@@ -7,7 +7,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from annotation.assignment import Verdict, assignment_next, judgment_submit
+from annotation.judging import Verdict, judgment_submit
+from annotation.assignment import assignment_next
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -19,8 +20,11 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from annotation.roles import Role
-from annotation.services import messages_hash, model_version_get_or_create, round_create, text_hash, user_create
+from accounts.roles import Role
+from core.text import messages_hash, text_hash
+from models_service.services import model_version_get_or_create
+from models_service.rounds import round_create
+from accounts.services import user_create
 from tests.conftest import PASSWORD, tags_of
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -252,7 +256,7 @@ def test_a_choice_the_project_does_not_offer_is_refused(client, alice, round_):
     assert 'data-value="tie"' not in page
     response = client.post(submit_url(project, assignment.pk), {"choice": "tie"}, **HX)
     assert response.status_code == 422
-    assert "This project does not offer that choice." in response.content.decode()
+    assert "This project does not offer that choice (tie)." in response.content.decode()
     assert not Judgment.objects.exists()
 
 
@@ -363,8 +367,8 @@ def test_engine_messages_about_the_edit_base_speak_screen_terms(client, alice, r
     )
     html = response.content.decode()
     assert response.status_code == 422
-    assert "Say which answer (Left or Right) your edit starts from." in html
-    assert "answer A or B" not in html and "less bad one) your edit" not in html
+    assert "Say which answer (left or right: the less bad one) your edit starts from." in html
+    assert "answer A or B" not in html
 
 
 # --- Skipping --------------------------------------------------------------------------

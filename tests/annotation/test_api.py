@@ -18,10 +18,10 @@ from django.utils import timezone
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
-from annotation.apis import exception_handler
-from annotation.imports import ImportKind, ImportOptions, import_run
+from core.api import exception_handler
+from imports.services import ImportKind, ImportOptions, import_run
+from accounts.models import ApiToken
 from annotation.models import (
-    ApiToken,
     Assignment,
     AssignmentStatus,
     Comparison,
@@ -35,7 +35,9 @@ from annotation.models import (
     Sample,
     Side,
 )
-from annotation.services import api_token_create, model_version_get_or_create, project_create
+from accounts.services import api_token_create
+from models_service.services import model_version_get_or_create
+from annotation.services import project_create
 from tests.conftest import PASSWORD, token_client
 
 
@@ -513,7 +515,7 @@ def test_a_file_of_unknown_format_is_refused_with_a_report(project, lee):
     assert response.status_code == 400
     report = response.json()
     assert report["committed"] is False
-    assert report["errors"][0]["line"] == 0
+    assert report["errors"][0]["line"] is None and report["errors"][0]["item"] is None  # the file as a whole
     assert "format" in report["errors"][0]["message"]
 
 

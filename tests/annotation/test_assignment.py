@@ -8,18 +8,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from annotation.assignment import (
-    MAX_LIVE_LEASES,
-    AssignmentRefused,
-    NoWork,
-    Verdict,
-    assignment_next,
-    assignment_skip,
-    assignments_reclaim_expired,
-    judgment_submit,
-    sample_to_screen,
-    screen_to_sample,
-)
+from annotation.assignment import MAX_LIVE_LEASES, AssignmentRefused, NoWork, assignment_next, assignment_skip, assignments_reclaim_expired
+from annotation.judging import Verdict, judgment_submit, sample_to_screen, screen_to_sample
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -31,8 +21,10 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from annotation.roles import Role
-from annotation.services import messages_hash, round_close, text_hash, user_create
+from accounts.roles import Role
+from core.text import messages_hash, text_hash
+from annotation.services import round_close
+from accounts.services import user_create
 
 GOOD = Verdict(preferred="A", strength="better", safety="both_safe")
 
@@ -250,7 +242,8 @@ def test_the_no_work_message_says_why(project, round_, alice, bob):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_annotators_fill_every_pair_exactly_k_times(lee, versions):
-    from annotation.services import project_create, round_create
+    from annotation.services import project_create
+    from models_service.rounds import round_create
 
     project = project_create(name="Concurrency", overlap=3, require_safety=False)
     round_ = round_create(project=project, baseline=versions[0], candidate=versions[1], status=RoundStatus.OPEN)

@@ -19,7 +19,7 @@ from annotation.models import (
     Round,
     Sample,
 )
-from annotation.services import messages_hash, text_hash
+from core.text import messages_hash, text_hash
 
 
 def make_prompt(project, text="What is 2+2?"):

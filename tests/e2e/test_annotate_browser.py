@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotation.assignment import screen_to_sample
+from annotation.judging import screen_to_sample
 from annotation.models import Assignment, Comparison, Edit, Judgment, Prompt, Sample
-from annotation.services import messages_hash, text_hash
+from core.text import messages_hash, text_hash
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotation.demo import demo_seed_history
+from demo.seed import demo_seed_history
 from tests.e2e.conftest import CHROMIUM
 
 pytestmark = [

@@ -8,7 +8,9 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import PairingStrategy, Prompt, RoundStatus, Sample
-from annotation.services import messages_hash, model_version_create, round_create
+from core.text import messages_hash
+from models_service.services import model_version_create
+from models_service.rounds import round_create
 from tests.conftest import token_client
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 
@@ -108,7 +110,7 @@ def test_a_lead_lists_and_releases_flagged_samples(lee, maya, project, versions,
 def test_model_versions_api_checks_the_backend_config_field_by_field(maya):
     client = token_client(maya)
     response = client.post(
-        reverse("annotation_api:model-version-list"),
+        reverse("models_service_api:model-version-list"),
         {"name": "served", "backend": "openai", "config": {"base_url": "ftp://x", "api_key": "sk-1"}},
         format="json",
     )
@@ -116,14 +118,14 @@ def test_model_versions_api_checks_the_backend_config_field_by_field(maya):
     messages = response.json()["config"]
     assert any(m.startswith("base_url:") for m in messages) and any(m.startswith("api_key: unknown setting") for m in messages)
     ok = client.post(
-        reverse("annotation_api:model-version-list"),
+        reverse("models_service_api:model-version-list"),
         {"name": "served", "backend": "openai", "config": {"base_url": "http://vllm:8000/v1", "api_key_env": "VLLM_API_KEY"},
          "default_sampling": {"temperature": 0.7, "max_tokens": 256}},
         format="json",
     )
     assert ok.status_code == 201, ok.json()
     bad_sampling = client.patch(
-        reverse("annotation_api:model-version-detail", args=[ok.json()["id"]]),
+        reverse("models_service_api:model-version-detail", args=[ok.json()["id"]]),
         {"default_sampling": {"temperature": 5}}, format="json",
     )
     assert bad_sampling.status_code == 400 and "temperature" in str(bad_sampling.json()["default_sampling"])
@@ -133,7 +135,7 @@ def test_a_version_cannot_name_another_secret_of_the_process_as_its_api_key(maya
     client = token_client(maya)
     for name in ("SECRET_KEY", "DATABASE_URL", "S3_SECRET_ACCESS_KEY", "vllm_api_key"):
         response = client.post(
-            reverse("annotation_api:model-version-list"),
+            reverse("models_service_api:model-version-list"),
             {"name": f"leaky-{name}", "backend": "openai", "config": {"base_url": "http://attacker/v1", "api_key_env": name}},
             format="json",
         )

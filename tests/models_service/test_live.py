@@ -18,7 +18,8 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from annotation.services import model_version_create, round_create
+from models_service.services import model_version_create
+from models_service.rounds import round_create
 from models_service.models import LiveTurn
 from tests.conftest import tags_of
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
@@ -202,12 +203,12 @@ def test_without_an_open_generating_round_the_page_says_why(client, alice, proje
 
 
 def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_lead(client, alice, live_project, monkeypatch):
-    from models_service import services
+    from models_service import live, sampling
     from models_service.backends import Generation, StreamEvent
 
     live_project.identity_terms = ["Gemini"]
     live_project.save()
-    original = services._live_adapter
+    original = live._live_adapter
 
     class SpeaksAsGemini:
         """The term arrives split across pieces, as a tokenizer would cut it."""
@@ -217,7 +218,7 @@ def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_le
                 yield StreamEvent(delta=piece)
             yield StreamEvent(done=True, generation=Generation(text="Hello there. I am Gemini, made by Google.", finish_reason="stop"))
 
-    monkeypatch.setattr(services, "_live_adapter", lambda v: SpeaksAsGemini() if v.name == "secret-old-7b" else original(v))
+    monkeypatch.setattr(live, "_live_adapter", lambda v: SpeaksAsGemini() if v.name == "secret-old-7b" else original(v))
     client.force_login(alice)
     turn = start_turn(client, live_project)
     gemini_side = "A" if turn.version_a.name == "secret-old-7b" else "B"
@@ -237,7 +238,7 @@ def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_le
     judge = client.get(reverse("live-judge", args=[live_project.slug, turn.pk]))
     assert b"held back" in judge.content and b"Gemini" not in judge.content and not Comparison.objects.exists()
     flagged = Sample.objects.get(identity_flagged=True)
-    assert services.sample_release(sample=flagged) == 1
+    assert sampling.sample_release(sample=flagged) == 1
     comparison = Comparison.objects.get()
     assert comparison.taken == 0  # into the pool, for whoever is handed it next
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Judgment, RoundStatus
-from annotation.services import model_version_create, round_create
+from models_service.services import model_version_create
+from models_service.rounds import round_create
 from models_service.models import LiveTurn
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM, artifacts, browser, page  # noqa: F401 - fixtures

@@ -19,17 +19,14 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from annotation.services import (
-    messages_hash,
-    model_version_create,
-    round_build_comparisons,
-    round_create,
-    round_open,
-)
-from models_service import services
+from core.text import messages_hash
+from models_service.services import model_version_create
+from models_service.rounds import round_build_comparisons, round_create, round_open
+from models_service import arms as arm_rules
+from models_service import sampling
 from models_service.models import JobStatus, SamplingFailure, SamplingJob
 from models_service.selectors import round_progress
-from models_service.services import batch_sampled, sampling_start
+from models_service.sampling import batch_sampled, sampling_start
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 
 
@@ -95,7 +92,7 @@ def test_a_second_run_and_a_duplicate_task_change_nothing(project, served_versio
         round_open(round_=round_)
     samples, comparisons = Sample.objects.count(), Comparison.objects.count()
     job = SamplingJob.objects.get(round=round_, arm="A")
-    assert services.sampling_job_run(job_id=job.pk) is None  # done: a re-delivered task does nothing
+    assert sampling.sampling_job_run(job_id=job.pk) is None  # done: a re-delivered task does nothing
     with django_capture_on_commit_callbacks(execute=True):
         sampling_start(round_=round_)  # a rerun asks only for what is missing: nothing
     assert (Sample.objects.count(), Comparison.objects.count()) == (samples, comparisons)
@@ -189,10 +186,10 @@ def test_temperatures_strategy_samples_one_model_at_two_temperatures(
         round_open(round_=round_)
     comparisons = Comparison.objects.filter(round=round_).select_related("sample_a", "sample_b")
     assert comparisons.count() + SamplingFailure.objects.count() >= 3
-    arms = {arm.key: arm for arm in services.round_arms(round_)}
+    arms = {arm.key: arm for arm in arm_rules.round_arms(round_)}
     # Neither temperature is the version's own (1.0): both arms sample at derived seeds,
     # which plain seeds (below 2**62) never meet.
-    assert arms["A"].seed >= services.PLAIN_SEED_LIMIT and arms["B"].seed >= services.PLAIN_SEED_LIMIT
+    assert arms["A"].seed >= arm_rules.PLAIN_SEED_LIMIT and arms["B"].seed >= arm_rules.PLAIN_SEED_LIMIT
     for c in comparisons:
         assert (c.sample_a.sampling_params["temperature"], c.sample_a.seed) == (0.5, arms["A"].seed)
         assert (c.sample_b.sampling_params["temperature"], c.sample_b.seed) == (1.2, arms["B"].seed)
@@ -275,7 +272,7 @@ def test_samples_that_name_a_model_stay_out_until_a_lead_releases_them(
         round_open(round_=round_)
     assert set(Comparison.objects.filter(round=round_).values_list("prompt_id", flat=True)) == {prompts[1].pk}
     flagged = Sample.objects.get(identity_flagged=True)
-    assert services.sample_release(sample=flagged) == 1
+    assert sampling.sample_release(sample=flagged) == 1
     assert Comparison.objects.filter(round=round_).count() == 2
     # Building again (the lead's button) adds nothing.
     assert round_build_comparisons(round_=round_) == 0
@@ -333,19 +330,19 @@ def test_a_job_that_stops_on_an_error_says_why_and_a_retried_task_resumes_it(pro
     old, new = served_versions
     round_ = round_create(project=project, baseline=old, candidate=new)
     jobs = sampling_start(round_=round_)  # queued on commit; run here by hand
-    original = services._run_batches
+    original = sampling._run_batches
 
     def database_gone(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "_run_batches", database_gone)
+    monkeypatch.setattr(sampling, "_run_batches", database_gone)
     with pytest.raises(OperationalError):
-        services.sampling_job_run(job_id=jobs[0].pk)
+        sampling.sampling_job_run(job_id=jobs[0].pk)
     job = SamplingJob.objects.get(pk=jobs[0].pk)
     assert job.status == JobStatus.FAILED and "OperationalError" in job.error
-    assert services.sampling_job_run(job_id=job.pk) is None  # a duplicate delivery leaves it
-    monkeypatch.setattr(services, "_run_batches", original)
-    job = services.sampling_job_run(job_id=job.pk, resume=True)  # the task's retry
+    assert sampling.sampling_job_run(job_id=job.pk) is None  # a duplicate delivery leaves it
+    monkeypatch.setattr(sampling, "_run_batches", original)
+    job = sampling.sampling_job_run(job_id=job.pk, resume=True)  # the task's retry
     assert (job.status, job.sampled, job.error) == (JobStatus.DONE, 4, "")
 
 

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from annotation.models import Comparison, RoundStatus
-from annotation.services import round_create, round_open
+from models_service.rounds import round_create, round_open
 from models_service.models import JobStatus, SamplingJob
 from models_service.tasks import requeue_abandoned_sampling
 from tests.models_service.test_sampling import add_prompts, served_versions  # noqa: F401 (fixture)

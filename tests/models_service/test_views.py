@@ -6,7 +6,9 @@ from __future__ import annotations
 from django.urls import reverse
 
 from annotation.models import Prompt, Sample
-from annotation.services import messages_hash, model_version_create, round_create
+from core.text import messages_hash
+from models_service.services import model_version_create
+from models_service.rounds import round_create
 from models_service.models import JobStatus, SamplingJob
 from tests.conftest import tags_of
 

@@ -16,7 +16,8 @@ import pytest
 from django.db.models import Count
 
 from annotation.models import Comparison, RoundStatus, Sample
-from annotation.services import model_version_create, round_create, round_open
+from models_service.services import model_version_create
+from models_service.rounds import round_create, round_open
 from models_service.models import JobStatus, SamplingJob
 from tests.celery_worker import REDIS_URL, celery_worker, worker_env
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
@@ -34,7 +35,7 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
 ):
     from celery import Celery
 
-    from models_service import services
+    from models_service import sampling
 
     queue = f"sampling-test-{uuid.uuid4().hex[:8]}"
     broker = Celery(broker=REDIS_URL)
@@ -45,7 +46,7 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
             broker.send_task("models_service.tasks.sample_job", args=[job_id], queue=queue)
             sent.append(job_id)
 
-    monkeypatch.setattr(services, "_queue", send)
+    monkeypatch.setattr(sampling, "_queue", send)
     settings.SAMPLING_BATCH_SIZE = 5
     add_prompts(project, 12)
     old = model_version_create(name="chat-v1", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)

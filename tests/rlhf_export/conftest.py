@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rlhf_export.factories import Vote, annotators, comparison_make, prompt_make
+from tests.factories import Vote, annotators, comparison_make, prompt_make
 
 
 @pytest.fixture(autouse=True)

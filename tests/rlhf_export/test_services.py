@@ -119,7 +119,7 @@ def test_excluded_annotators_are_left_out_before_aggregation(project, maya, judg
 
 
 def test_flagged_annotators_are_excluded_through_the_quality_checks(project, maya, judged, raters, _media, monkeypatch):
-    import types
+    from rlhf_export import services as export_services
 
     calls = []
 
@@ -127,9 +127,7 @@ def test_flagged_annotators_are_excluded_through_the_quality_checks(project, may
         calls.append((project, rounds))
         return {raters[0].pk}
 
-    module = types.ModuleType("annotation.stats.quality")
-    module.flagged_annotator_ids = flagged_annotator_ids
-    monkeypatch.setitem(__import__("sys").modules, "annotation.stats.quality", module)
+    monkeypatch.setattr(export_services, "flagged_annotator_ids", flagged_annotator_ids)
     job = run(project, maya, "raw", filters={"test_fraction": 0, "exclude_flagged_annotators": True})
     assert calls and calls[0][0] == project
     annotators_seen = {r["annotator_id"] for r in rows_of(job, _media)}
@@ -177,7 +175,7 @@ def test_llama3_expansion_orders_edited_over_chosen_over_rejected(project, maya,
 
 
 def test_the_split_is_by_prompt_and_the_same_on_every_rerun(project, maya, round_, _media):
-    from tests.rlhf_export.factories import annotators, bulk_judged
+    from tests.factories import annotators, bulk_judged
 
     bulk_judged(round_, 300, annotators(2, "splitter"))
     filters = {"test_fraction": 0.3, "aggregation": "none", "deduplicate": False}
@@ -194,7 +192,7 @@ def test_the_split_is_by_prompt_and_the_same_on_every_rerun(project, maya, round
 def test_the_turns_of_one_dialogue_stay_in_one_split(project, maya, round_, raters, _media):
     """A dialogue's second turn is a prompt of its own that repeats the first turn and its
     preferred answer: it must follow the first turn into the same split."""
-    from tests.rlhf_export.factories import Vote, comparison_make, prompt_make
+    from tests.factories import Vote, comparison_make, prompt_make
 
     r1 = raters[0]
     for i in range(40):
@@ -218,7 +216,7 @@ def test_the_turns_of_one_dialogue_stay_in_one_split(project, maya, round_, rate
 
 @pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
 def test_the_same_filters_twice_give_byte_identical_files_and_checksums(project, maya, judged, round_, _media, file_format):
-    from tests.rlhf_export.factories import annotators, bulk_judged
+    from tests.factories import annotators, bulk_judged
 
     bulk_judged(round_, 200, annotators(2, "repro"))
     options = {"rows_per_shard": 30}
@@ -373,8 +371,8 @@ def test_exports_go_to_any_django_storage_like_s3(project, maya, judged, setting
 def test_annotators_the_quality_checks_flag_are_left_out(project, maya, round_, raters, _media):
     """The real quality checks (annotation.stats.quality): an annotator who misses most
     gold items is flagged, and ``exclude_flagged_annotators`` drops all of their judgments."""
-    from annotation.stats.quality import flagged_annotator_ids
-    from tests.rlhf_export.factories import Vote, comparison_make
+    from insights.reports import flagged_annotator_ids
+    from tests.factories import Vote, comparison_make
 
     careless, careful = raters[0], raters[1]
     for i in range(12):
@@ -388,7 +386,7 @@ def test_annotators_the_quality_checks_flag_are_left_out(project, maya, round_, 
 
 def test_judgments_stream_in_fixed_size_batches_with_progress_after_each(project, maya, round_, settings, monkeypatch):
     from rlhf_export import services
-    from tests.rlhf_export.factories import annotators, bulk_judged
+    from tests.factories import annotators, bulk_judged
 
     total = bulk_judged(round_, 40, annotators(2, "streamer"))
     settings.EXPORT_BATCH_SIZE = 7

@@ -25,7 +25,7 @@ from rlhf_export.models import ExportJob, ExportStatus
 from rlhf_export.schemas import ExportFilters, ExportOptions
 from rlhf_export.services import RunOutcome, export_job_run
 from tests.celery_worker import REDIS_URL, celery_worker, worker_env
-from tests.rlhf_export.factories import annotators, bulk_judged
+from tests.factories import annotators, bulk_judged
 
 pytestmark = [
     pytest.mark.postgres,

@@ -1,0 +1,123 @@
+"""What an import was asked to do and what it did: options, kinds, errors, the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from annotation.models import Project, Round
+
+
+class ImportKind(StrEnum):
+    PROMPTS = "prompts"
+    SAMPLES = "samples"
+    PAIRS = "pairs"
+
+
+class FileFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+    JSON = "json"
+
+
+class ImportFailed(Exception):
+    """Raised for problems with the whole import (not one line): bad options, a broken file."""
+
+
+@dataclass
+class RowError:
+    """One problem: where (a line of a JSONL or CSV file, or an item of a JSON array;
+    neither for the file as a whole), which field, and what is wrong."""
+
+    line: int | None
+    field: str
+    message: str
+    item: int | None = None
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" if self.line else f"item {self.item}" if self.item else "file"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.field}: {self.message}" if self.field else f"{self.where}: {self.message}"
+
+
+@dataclass
+class ImportOptions:
+    kind: ImportKind
+    project: Project
+    round: Round | None = None
+    source: str = ""
+    skip_invalid: bool = False
+    file_format: FileFormat | None = None
+    model_a: str = "model-a"
+    model_b: str = "model-b"
+    label_columns: tuple[str, ...] = ("label",)
+    extra_tags: tuple[str, ...] = ()
+    batch_size: int = 0  # 0: settings.IMPORT_BATCH_SIZE
+    max_errors: int = 0  # 0: settings.IMPORT_MAX_ERRORS
+
+    def __post_init__(self) -> None:
+        # Normalised here, once, for every caller (command, API, upload form).
+        self.source = self.source.strip()
+        self.label_columns = tuple(c.strip() for c in self.label_columns if c and c.strip()) or ("label",)
+        self.extra_tags = tuple(dict.fromkeys(t.strip().lower() for t in self.extra_tags if t and t.strip()))
+        self.batch_size = self.batch_size or settings.IMPORT_BATCH_SIZE
+        self.max_errors = self.max_errors or settings.IMPORT_MAX_ERRORS
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    records: int = 0
+    valid: int = 0
+    created: dict[str, int] = field(default_factory=dict)
+    existing: dict[str, int] = field(default_factory=dict)
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    ignored_fields: set[str] = field(default_factory=set)
+    committed: bool = False
+    round_id: int | None = None
+    seconds: float = 0.0
+
+    def add(self, bucket: str, name: str, n: int = 1) -> None:
+        target = self.created if bucket == "created" else self.existing
+        if n:
+            target[name] = target.get(name, 0) + n
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "committed": self.committed,
+            "records": self.records,
+            "valid": self.valid,
+            "created": self.created,
+            "existing": self.existing,
+            "error_count": self.error_count,
+            "errors": [
+                {"line": e.line, "item": e.item, "field": e.field, "message": e.message} for e in self.errors
+            ],
+            "errors_truncated": self.error_count > len(self.errors),
+            "ignored_fields": sorted(self.ignored_fields),
+            "round_id": self.round_id,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        state = "committed" if self.committed else "nothing written"
+        parts = [f"{self.records} records, {self.valid} valid, {self.error_count} with errors ({state})"]
+        if self.created:
+            parts.append("created " + ", ".join(f"{v} {k}" for k, v in sorted(self.created.items())))
+        if self.existing:
+            parts.append("already present " + ", ".join(f"{v} {k}" for k, v in sorted(self.existing.items())))
+        if self.ignored_fields:
+            parts.append("ignored fields: " + ", ".join(sorted(self.ignored_fields)))
+        return "; ".join(parts)

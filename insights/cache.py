@@ -1,0 +1,154 @@
+"""The dashboards' cache: every report is stored under what was asked, with the
+fingerprint of its project's data at the time.
+
+The fingerprint of a project is the sum of the change counters of its annotators
+(``ProjectActivity``, kept by the database's triggers): any judgment or edit written,
+changed or deleted in the project moves it, and nothing that happens in another project
+does. So nothing has to remember to invalidate an entry, and a busy project never makes a
+quiet one recompute. Changes that touch no judgment - a changed gold answer - show when
+the next judgment arrives or the entry expires (``CACHE_SECONDS``).
+
+A stale entry that was quick to compute is recomputed at once; one that was slow is
+served while it is recomputed off the request path: by a Celery task on the ``default``
+queue when a broker is configured (the web processes keep their CPU for annotators), by a
+thread in the embedded set-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time as clock
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+CACHE_SECONDS = 3600  # entries are also checked against the data on every read
+CACHE_VERSION = 3
+SLOW_SECONDS = 0.5
+REFRESH_LOCK_SECONDS = 600
+# A project with this many judgments may take seconds to compute from scratch (with
+# filters, which read judgments rather than tallies): a page shows placeholders meanwhile.
+BIG_PROJECT_JUDGMENTS = 200_000
+
+# kind -> the function that computes a report of that kind from plain (JSON) arguments.
+RECIPES: dict[str, Callable[..., Any]] = {}
+
+
+def recipe(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a report's computation under ``kind`` (for ``Recipe`` and the Celery task)."""
+
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        RECIPES[kind] = function
+        return function
+
+    return register
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A report's computation as plain values (kind and JSON arguments), so that a Celery
+    worker can run it; calling it computes the report here."""
+
+    kind: str
+    args: dict[str, Any]
+
+    def __call__(self) -> Any:
+        return RECIPES[self.kind](**self.args)
+
+
+@dataclass
+class _Entry:
+    fingerprint: int
+    value: Any
+    seconds: float  # how long computing it took
+    computed_at: float
+
+
+def project_fingerprint(project_id: int) -> int:
+    """A number that changes whenever a judgment or edit of the project is written,
+    changed or deleted (one index range of ``insights_projectactivity``)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(changes), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id])
+        return int(cursor.fetchone()[0])
+
+
+def big_project(project_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(SUM(judgments), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id])
+        return int(cursor.fetchone()[0]) >= BIG_PROJECT_JUDGMENTS
+
+
+class Pending(Exception):
+    """The report is being computed in the background: ask again in a moment."""
+
+
+def _refresh_in_background(key: str, compute: Recipe, fingerprint: int) -> None:
+    """Recompute a stale entry off the request path (one refresh per key at a time): a
+    Celery task where there is a real broker, else a thread of this process."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        current_app.send_task(
+            "insights.tasks.dashboard_refresh", args=[key, compute.kind, compute.args, fingerprint], queue="default"
+        )
+        return
+
+    def run() -> None:
+        try:
+            refresh(key, compute, fingerprint)
+        finally:
+            connection.close()  # this thread's own connection
+
+    threading.Thread(target=run, name=f"dashboard-refresh-{key[-8:]}", daemon=True).start()
+
+
+def refresh(key: str, compute: Callable[[], Any], fingerprint: int) -> None:
+    """Compute and store one entry, then let the next stale read start another refresh."""
+    try:
+        _store(key, compute, fingerprint)
+    finally:
+        cache.delete(key + ":refreshing")
+
+
+def _store(key: str, compute: Callable[[], Any], fingerprint: int) -> Any:
+    started = clock.perf_counter()
+    value = compute()
+    cache.set(key, _Entry(fingerprint, value, clock.perf_counter() - started, clock.time()), CACHE_SECONDS)
+    return value
+
+
+def cached(
+    kind: str, project_id: int, parts: Sequence[Any], compute: Recipe, *, wait: bool = True, fingerprint: int | None = None
+) -> Any:
+    """``compute()``, cached under (kind, project, parts) and checked against the project's
+    fingerprint (or the one given).
+
+    A fresh entry (same fingerprint) is served as it is. A stale one is recomputed on the
+    spot when that was quick (under ``SLOW_SECONDS`` last time), so small projects always
+    show the latest judgment. When it was slow, the stale numbers are served at once and
+    recomputed in the background; the next request gets the new ones. A key never
+    computed before makes the request wait - or, with ``wait=False`` on a big project,
+    starts the computation in the background and raises ``Pending`` so that a page can
+    show a placeholder that polls.
+    """
+    raw = json.dumps([CACHE_VERSION, kind, project_id, *parts], default=str, separators=(",", ":"))
+    key = "dash:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+    current = project_fingerprint(project_id) if fingerprint is None else fingerprint
+    entry = cache.get(key)
+    if isinstance(entry, _Entry):
+        if entry.fingerprint == current:
+            return entry.value
+        if entry.seconds >= SLOW_SECONDS:
+            if cache.add(key + ":refreshing", 1, REFRESH_LOCK_SECONDS):
+                _refresh_in_background(key, compute, current)
+            return entry.value
+    elif not wait and big_project(project_id):
+        if cache.add(key + ":refreshing", 1, REFRESH_LOCK_SECONDS):
+            _refresh_in_background(key, compute, current)
+        raise Pending(kind)
+    return _store(key, compute, current)

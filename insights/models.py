@@ -1,0 +1,104 @@
+"""Tallies kept by the database, so that the dashboards read aggregates instead of
+scanning every judgment.
+
+Triggers on ``annotation_judgment`` and ``annotation_edit`` (migration 0001) keep three
+tables up to date in the same statement as the judgment's own insert, update or delete,
+whatever wrote it (the annotator's page, the API, an import, the admin, a cascade):
+
+- ``ComparisonTally``: a comparison's verdicts in sample terms, by strength, with what
+  the reports group by (round, prompt, the two answers' versions, the prompt's turns);
+- ``VerdictTally``: judgments per round, annotator, pair of versions and verdict
+  (preferred, strength, safety): the strength, safety and annotator breakdowns and the
+  Bradley-Terry battles;
+- ``ProjectActivity``: per project and annotator, judgments and edits made, and a change
+  counter: a project's cached reports are fresh while the sum of its counters stands
+  still, so a judgment in one project leaves another's reports cached.
+
+No table here has a row per judgment, and no row is written by two annotators at once
+(comparison rows aside, which the judgment's own statement locks anyway), so the
+triggers add no contention. ``insights.services.tallies_rebuild`` recomputes them from
+scratch (after a TRUNCATE or a restore that bypassed the triggers).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+# A comparison's verdict categories, in sample terms: a side by strength ("unrated": an
+# imported label without a strength), then the verdicts without a side.
+STRENGTH_KEYS = ("significantly", "better", "slightly", "negligibly", "unrated")
+CATEGORY_COLUMNS = (
+    *(f"a_{s}" for s in STRENGTH_KEYS),
+    *(f"b_{s}" for s in STRENGTH_KEYS),
+    "tie",
+    "both_bad",
+    "cant_judge",
+)
+
+
+def _ref(to: str, **kwargs) -> models.ForeignKey:
+    # References without database constraints, left alone by Django's deletes: the rows are
+    # written and removed by the triggers alone (a deleted comparison, round or project
+    # takes its rows along after its judgments have been counted out), in the order the
+    # database deletes things, whatever deletes them.
+    return models.ForeignKey(to, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", **kwargs)
+
+
+class ComparisonTally(models.Model):
+    comparison = models.OneToOneField(
+        "annotation.Comparison", primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    round = _ref("annotation.Round", db_index=False)
+    prompt = _ref("annotation.Prompt", db_index=False)
+    version_a = _ref("models_service.ModelVersion", db_index=False)
+    version_b = _ref("models_service.ModelVersion", db_index=False)
+    turns = models.PositiveSmallIntegerField()
+    a_significantly = models.IntegerField(default=0)
+    a_better = models.IntegerField(default=0)
+    a_slightly = models.IntegerField(default=0)
+    a_negligibly = models.IntegerField(default=0)
+    a_unrated = models.IntegerField(default=0)
+    b_significantly = models.IntegerField(default=0)
+    b_better = models.IntegerField(default=0)
+    b_slightly = models.IntegerField(default=0)
+    b_negligibly = models.IntegerField(default=0)
+    b_unrated = models.IntegerField(default=0)
+    tie = models.IntegerField(default=0)
+    both_bad = models.IntegerField(default=0)
+    cant_judge = models.IntegerField(default=0)
+    total = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["round", "prompt"], name="comparisontally_round")]
+
+
+class VerdictTally(models.Model):
+    round = _ref("annotation.Round", db_index=False)
+    annotator = _ref(settings.AUTH_USER_MODEL, db_index=False)
+    version_a = _ref("models_service.ModelVersion", db_index=False)
+    version_b = _ref("models_service.ModelVersion", db_index=False)
+    preferred = models.CharField(max_length=20)
+    strength = models.CharField(max_length=20, blank=True)
+    safety = models.CharField(max_length=20, blank=True)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["round", "annotator", "version_a", "version_b", "preferred", "strength", "safety"],
+                name="verdicttally_key",
+            )
+        ]
+
+
+class ProjectActivity(models.Model):
+    project = _ref("annotation.Project", db_index=False)
+    annotator = _ref(settings.AUTH_USER_MODEL, db_index=False)
+    judgments = models.IntegerField(default=0)
+    edits = models.IntegerField(default=0)
+    # Moves on every insert, update or delete of this annotator's judgments and edits here.
+    changes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="projectactivity_key")]

@@ -1,0 +1,348 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from imports.services import FileFormat, ImportKind, ImportOptions, import_run
+from imports.readers import iter_records
+from annotation.models import Comparison, Judgment, JudgmentSource, Preference, Prompt, Round, Sample, Strength
+from models_service.models import ModelVersion
+
+LLMBAR = Path(__file__).resolve().parents[1] / "data" / "llmbar"  # a copy of ../shared/data/llmbar/natural.json
+User = get_user_model()
+
+
+def run(project, kind, content: str | bytes, filename="data.jsonl", **options):
+    data = content.encode() if isinstance(content, str) else content
+    return import_run(
+        stream=io.BytesIO(data), filename=filename, options=ImportOptions(kind=ImportKind(kind), project=project, **options)
+    )
+
+
+def jsonl(rows) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def counts() -> dict[str, int]:
+    return {
+        "prompts": Prompt.objects.count(),
+        "samples": Sample.objects.count(),
+        "comparisons": Comparison.objects.count(),
+        "judgments": Judgment.objects.count(),
+        "rounds": Round.objects.count(),
+        "versions": ModelVersion.objects.count(),
+        "users": User.objects.count(),
+    }
+
+
+def pair(i: int, **extra):
+    return {"input": f"Question number {i}?", "output_1": f"first answer {i}", "output_2": f"second answer {i}", **extra}
+
+
+# --- pairs ---------------------------------------------------------------------------
+
+
+def test_the_llmbar_natural_file_imports_as_pairs_with_its_labels_as_outside_judgments(project):
+    with (LLMBAR / "natural.json").open("rb") as f:
+        report = import_run(
+            stream=f, filename="natural.json", options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="llmbar")
+        )
+    assert report.committed, report.errors
+    assert report.created["comparisons"] == 100
+    assert report.created["judgments"] == 100
+    records = json.loads((LLMBAR / "natural.json").read_text())
+    first = Comparison.objects.select_related("sample_a", "sample_b").order_by("id").first()
+    assert first.sample_a.text.strip() == records[0]["output_1"].strip()
+    judgment = first.judgments.get()
+    assert judgment.preferred == (Preference.A if records[0]["label"] == 1 else Preference.B)
+    assert judgment.source == JudgmentSource.IMPORT
+    assert judgment.annotator.username == "ext.llmbar"
+    assert not judgment.annotator.has_usable_password()
+    labels_b = sum(1 for r in records if r["label"] == 2)
+    assert Judgment.objects.filter(preferred=Preference.B).count() == labels_b
+
+
+def test_a_file_with_one_bad_line_is_rejected_naming_that_line_and_writes_nothing(project, settings):
+    settings.IMPORT_BATCH_SIZE = 100  # the bad line comes after several batches were written
+    rows = [pair(i, label=1) for i in range(1, 1001)]
+    rows[736] = {**rows[736], "label": "maybe"}  # line 737
+    before = counts()
+    report = run(project, "pairs", jsonl(rows), source="vendor")
+    assert not report.committed
+    assert report.error_count == 1
+    [error] = report.errors
+    assert error.line == 737
+    assert "maybe" in error.message
+    assert counts() == before
+
+
+def test_every_bad_line_is_reported_with_its_field(project):
+    lines = [
+        json.dumps(pair(1)),
+        json.dumps({"input": "", "output_1": "a", "output_2": "b"}),
+        "{not json",
+        json.dumps({"input": "q", "output_1": "a"}),
+        json.dumps([1, 2]),
+        json.dumps({"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+                    "output_1": "a", "output_2": "b"}),
+    ]
+    report = run(project, "pairs", "\n".join(lines) + "\n")
+    found = {(e.line, e.field) for e in report.errors}
+    assert (2, "input") in found or (2, "prompt") in found
+    assert any(e.line == 3 and "JSON" in e.message for e in report.errors)
+    assert (4, "response_b") in found
+    assert any(e.line == 5 and "object" in e.message for e in report.errors)
+    assert any(e.line == 6 and "end with a user message" in e.message for e in report.errors)
+    assert Prompt.objects.count() == 0
+
+
+def test_skip_invalid_commits_the_good_lines_and_lists_the_bad_ones(project):
+    rows = [json.dumps(pair(i)) for i in range(5)] + ['{"input": "x"}']
+    report = run(project, "pairs", "\n".join(rows), skip_invalid=True)
+    assert report.committed
+    assert report.created["comparisons"] == 5
+    assert [e.line for e in report.errors] == [6, 6]  # both answers missing
+    assert Comparison.objects.count() == 5
+
+
+def test_importing_the_same_pairs_twice_creates_nothing_the_second_time(project):
+    content = jsonl([pair(i, label=2) for i in range(20)])
+    first = run(project, "pairs", content, source="vendor")
+    assert first.created["comparisons"] == 20
+    before = counts()
+    second = run(project, "pairs", content, source="vendor")
+    assert second.committed
+    assert second.created == {}
+    assert second.existing == {"prompts": 20, "samples": 40, "comparisons": 20, "judgments": 20}
+    assert counts() == before
+
+
+def test_several_label_sources_become_one_judgment_per_outside_annotator(project):
+    rows = [
+        pair(1, label=1, labels={"w7": "tie"},
+             judgments=[{"annotator": "w9", "preferred": "B", "strength": "significantly better",
+                         "safety": "both_safe", "rationale": "B is correct"}]),
+    ]
+    report = run(project, "pairs", jsonl(rows), source="acme")
+    assert report.created["judgments"] == 3
+    comparison = Comparison.objects.get()
+    assert comparison.judgment_count == 3
+    by_user = {j.annotator.username: j for j in comparison.judgments.select_related("annotator")}
+    assert by_user["ext.acme"].preferred == Preference.A
+    assert by_user["ext.acme-w7"].preferred == Preference.TIE
+    w9 = by_user["ext.acme-w9"]
+    assert (w9.preferred, w9.strength, w9.safety, w9.rationale) == ("B", Strength.SIGNIFICANTLY, "both_safe", "B is correct")
+
+
+def test_a_strength_with_a_tie_is_refused(project):
+    rows = [pair(1, judgments=[{"annotator": "w1", "preferred": "tie", "strength": "better"}])]
+    report = run(project, "pairs", jsonl(rows))
+    assert not report.committed
+    assert "strength goes with a preference" in report.errors[0].message
+
+
+def test_model_names_in_rows_become_model_versions_and_sides(project):
+    rows = [pair(1, model_a="llama-2-7b", model_b="llama-2-13b", label="model_b")]
+    report = run(project, "pairs", jsonl(rows))
+    comparison = Comparison.objects.select_related("sample_a__model_version", "sample_b__model_version").get()
+    assert comparison.sample_a.model_version.name == "llama-2-7b"
+    assert comparison.sample_b.model_version.name == "llama-2-13b"
+    assert comparison.judgments.get().preferred == Preference.B
+    assert report.round_id == comparison.round_id
+
+
+def test_a_gold_answer_makes_a_gold_item(project):
+    run(project, "pairs", jsonl([pair(1, gold="2")]))
+    comparison = Comparison.objects.get()
+    assert comparison.is_gold and comparison.gold_preferred == Preference.B
+
+
+def test_answers_naming_a_model_are_flagged(project):
+    project.identity_terms = ["ChatGPT"]
+    project.save()
+    rows = [pair(1, output_1="As ChatGPT, I think so."), pair(2)]
+    report = run(project, "pairs", jsonl(rows))
+    assert report.created["identity_flagged_samples"] == 1
+    assert Sample.objects.filter(identity_flagged=True).count() == 1
+
+
+def test_unknown_fields_are_ignored_and_reported(project):
+    report = run(project, "pairs", jsonl([pair(1, dataset="x", difficulty=3)]))
+    assert report.committed
+    assert report.ignored_fields == {"dataset", "difficulty"}
+
+
+# --- prompts -------------------------------------------------------------------------
+
+
+def test_identical_prompts_are_stored_once_and_their_tags_merged(project):
+    rows = [
+        {"prompt": "Explain recursion.", "tags": ["code"]},
+        {"prompt": "  Explain recursion.\r\n", "tags": "reasoning, code"},
+        {"prompt": [{"role": "user", "content": "Explain recursion."}], "tags": []},
+    ]
+    report = run(project, "prompts", jsonl(rows))
+    assert report.created == {"prompts": 1}
+    assert report.existing == {"prompts": 2}
+    prompt = Prompt.objects.get()
+    assert prompt.tags == ["code", "reasoning"]
+    run(project, "prompts", jsonl([{"prompt": "Explain recursion.", "tags": ["teaching"]}]))
+    prompt.refresh_from_db()
+    assert prompt.tags == ["code", "reasoning", "teaching"]
+
+
+def test_csv_prompts_report_the_line_where_a_multiline_record_starts(project):
+    content = (
+        "id,prompt,tags\n"
+        'p1,"A question\nthat spans\nthree lines",code\n'
+        'p2,"[{""role"": ""system"", ""content"": ""Be brief.""}, {""role"": ""user"", ""content"": ""Hi""}]",\n'
+        "p3,,reasoning\n"
+    )
+    report = run(project, "prompts", content, filename="prompts.csv")
+    assert [(e.line, e.field) for e in report.errors] == [(6, "prompt")]
+    report = run(project, "prompts", content, filename="prompts.csv", skip_invalid=True)
+    assert report.created == {"prompts": 2}
+    system_prompt = Prompt.objects.get(external_id="p2")
+    assert system_prompt.messages[0] == {"role": "system", "content": "Be brief."}
+    assert system_prompt.turns == 1
+
+
+def test_a_json_array_error_names_the_item_of_the_bad_record(project):
+    content = '[\n  {"prompt": "one"},\n  {"prompt": "two"},\n  {"prompt": 3}\n]\n'
+    report = run(project, "prompts", content, filename="prompts.json")
+    assert [(e.line, e.item) for e in report.errors] == [(None, 3)]
+    assert str(report.errors[0]).startswith("item 3: prompt")
+    broken = '[\n  {"prompt": "one"},\n  {"prompt": "two",,}\n]'
+    report = run(project, "prompts", broken, filename="prompts.json")
+    assert report.errors[0].item == 2 and "not valid JSON after item 1" in report.errors[0].message
+    assert not report.committed
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('[{"prompt": "one"}] and then some', "trailing garbage"),
+        ('[{"prompt": "one"}, ', "not valid JSON after item 1"),
+        ("[" * 5000 + "]" * 5000, "expected an object"),
+        ('[{"prompt": "a lone \\ud800 surrogate"}]', ""),
+    ],
+)
+def test_a_json_array_is_read_whole_and_nothing_after_it_or_deep_inside_it_breaks_the_import(project, content, message):
+    report = run(project, "prompts", content, filename="prompts.json")
+    if message:
+        assert not report.committed and message in " ".join(e.message for e in report.errors)
+    else:
+        assert report.committed and report.created == {"prompts": 1}
+
+
+class _EndlessLines(io.RawIOBase):
+    """A stream of generated records that never ends: reading it whole would hang."""
+
+    def __init__(self, make_line, header: bytes = b""):
+        self.make_line, self.pending, self.i, self.served = make_line, header, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self.pending) < len(buffer):
+            self.pending += self.make_line(self.i)
+            self.i += 1
+        n = len(buffer)
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        self.served += n
+        return n
+
+
+@pytest.mark.parametrize(
+    "file_format,make_line,header",
+    [
+        (FileFormat.JSONL, lambda i: b'{"prompt": "q%d"}\n' % i, b""),
+        (FileFormat.CSV, lambda i: b"q%d,code\n" % i, b"prompt,tags\n"),
+        (FileFormat.JSON, lambda i: b'{"prompt": "q%d"},\n' % i, b"[\n"),
+    ],
+)
+def test_files_are_read_as_a_stream_not_loaded_whole(file_format, make_line, header):
+    raw = _EndlessLines(make_line, header)
+    records = iter_records(io.BufferedReader(raw), file_format)
+    first = [next(records) for _ in range(1000)]
+    assert first[-1][1]["prompt"] == "q999"
+    assert raw.served < 3 * 1024 * 1024
+
+
+# --- samples -------------------------------------------------------------------------
+
+
+def test_samples_attach_to_prompts_by_external_id_and_fill_a_round(project, round_):
+    run(project, "prompts", jsonl([{"id": f"p{i}", "prompt": f"Prompt {i}"} for i in range(3)]))
+    rows = []
+    for i in range(3):
+        rows.append({"prompt_external_id": f"p{i}", "model": "chat-v1", "text": f"old {i}", "seed": 0,
+                     "sampling_params": {"temperature": 0.7}, "completion_tokens": 12})
+        rows.append({"prompt_external_id": f"p{i}", "model": "chat-v2", "text": f"new {i}", "seed": 0})
+    report = run(project, "samples", jsonl(rows), round=round_)
+    assert report.committed, report.errors
+    assert report.created == {"samples": 6, "comparisons": 3}
+    comparison = Comparison.objects.select_related("sample_a__model_version").first()
+    assert comparison.sample_a.model_version.name == "chat-v1"
+    assert comparison.sample_a.sampling_params == {"temperature": 0.7}
+
+
+def test_a_sample_with_an_unknown_prompt_or_a_taken_seed_is_refused(project):
+    run(project, "prompts", jsonl([{"id": "p1", "prompt": "Prompt 1"}]))
+    run(project, "samples", jsonl([{"prompt_external_id": "p1", "model": "m", "text": "first", "seed": 1}]))
+    rows = [
+        {"prompt_external_id": "p1", "model": "m", "text": "second", "seed": 1},
+        {"prompt_external_id": "nope", "model": "m", "text": "x"},
+        {"prompt_id": 999999, "model": "m", "text": "x"},
+        {"model": "m", "text": "x"},
+    ]
+    report = run(project, "samples", jsonl(rows))
+    assert not report.committed
+    assert {(e.line, e.field) for e in report.errors} == {
+        (1, "seed"), (2, "prompt_external_id"), (3, "prompt_id"), (4, "")
+    }
+    assert Sample.objects.count() == 1
+
+
+def test_import_options_are_normalised_the_same_way_for_every_caller(project):
+    options = ImportOptions(
+        kind=ImportKind.PAIRS, project=project, source=" vendor ", label_columns=(), extra_tags=(" Code", "code", "")
+    )
+    assert (options.source, options.label_columns, options.extra_tags) == ("vendor", ("label",), ("code",))
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def test_the_import_command_fails_loudly_and_names_the_line(project, tmp_path, capsys):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(jsonl([pair(1), {"input": "x", "output_1": "a", "output_2": "b", "label": 9}]))
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_data", "pairs", str(path), "--project", project.slug)
+    assert "pairs.jsonl: line 2: label" in capsys.readouterr().err
+    assert Comparison.objects.count() == 0
+    path.write_text(jsonl([pair(1, label=1)]))
+    call_command("import_data", "pairs", str(path), "--project", project.slug, "--source", "cli")
+    assert Comparison.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_a_large_import_refreshes_the_planners_statistics(project, monkeypatch):
+    from django.db import connection
+
+    from imports import services as imports
+
+    monkeypatch.setattr(imports, "ANALYZE_AFTER_ROWS", 10)
+    run(project, "pairs", jsonl([pair(i) for i in range(5)]))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = 'annotation_comparison'"
+        )
+        assert cursor.fetchone()[0] == 5  # the planner now knows the table's size
