@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
@@ -65,11 +66,7 @@ class ApiTokenAuthentication(BaseAuthentication):
         key_hash = hash_key(key)
         token = cache.get(_cache_key(key_hash))
         if token is None:
-            token = (
-                ApiToken.objects.select_related("user")
-                .filter(key_hash=key_hash, revoked_at__isnull=True)
-                .first()
-            )
+            token = ApiToken.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True).first()
             if token is None:
                 raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
             cache.set(_cache_key(key_hash), token, TOKEN_CACHE_SECONDS)
@@ -92,5 +89,5 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.ApiTokenAuthentication"
     name = "tokenAuth"
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")

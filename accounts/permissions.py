@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.permissions import BasePermission
 
 from accounts.roles import Role, has_role
@@ -11,7 +13,7 @@ class _RolePermission(BasePermission):
     roles: tuple[Role, ...] = ()
     message = "This needs one of the roles: {roles}."
 
-    def has_permission(self, request, view) -> bool:  # type: ignore[override]
+    def has_permission(self, request: Any, view: Any) -> bool:
         allowed = has_role(request.user, *self.roles)
         if not allowed:
             self.message = f"This needs one of the roles: {', '.join(r.value for r in self.roles)}."

@@ -53,7 +53,9 @@ def external_annotator_get_or_create(*, name: str) -> AbstractBaseUser:
     """An annotator from another tool or vendor, named in imported labels. Cannot log in."""
     slug = slugify(name.replace(":", "-"))[:140]
     username = "ext." + (slug or text_hash(name)[:16])
-    user, created = User.objects.get_or_create(username=username, defaults={"first_name": name[:150], "is_active": False})
+    user, created = User.objects.get_or_create(
+        username=username, defaults={"first_name": name[:150], "is_active": False}
+    )
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])

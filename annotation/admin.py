@@ -70,7 +70,17 @@ class EditInline(admin.StackedInline):
 
 @admin.register(Judgment)
 class JudgmentAdmin(admin.ModelAdmin):
-    list_display = ("id", "comparison_id", "annotator", "preferred", "strength", "safety", "left", "source", "created_at")
+    list_display = (
+        "id",
+        "comparison_id",
+        "annotator",
+        "preferred",
+        "strength",
+        "safety",
+        "left",
+        "source",
+        "created_at",
+    )
     list_filter = ("preferred", "strength", "safety", "source")
     raw_id_fields = ("comparison", "annotator", "assignment")
     inlines = [EditInline]

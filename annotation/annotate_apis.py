@@ -70,7 +70,9 @@ class AssignmentNextApi(BaseApi):
 
     class InputSerializer(serializers.Serializer):
         exclude = serializers.ListField(
-            child=serializers.IntegerField(), required=False, default=list,
+            child=serializers.IntegerField(),
+            required=False,
+            default=list,
             help_text="Assignment ids already on screen (to prefetch the one after).",
         )
 
@@ -82,7 +84,9 @@ class AssignmentNextApi(BaseApi):
         project = get_or_404(selectors.project_get_cached(slug=slug, user=request.user), "project")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        got = assignment_next(annotator=request.user, project=project, exclude=tuple(serializer.validated_data["exclude"]))
+        got = assignment_next(
+            annotator=request.user, project=project, exclude=tuple(serializer.validated_data["exclude"])
+        )
         if isinstance(got, NoWork):
             return Response({"pair": None, "reason": got.reason, "retry_after_seconds": got.retry_after_seconds})
         # The selector already returns the pair in screen terms (what _PairSerializer
@@ -117,11 +121,16 @@ class JudgmentSubmitApi(BaseApi):
             required=False, allow_blank=True, default="", help_text=f"At most {RATIONALE_MAX_CHARS:,} characters."
         )
         time_spent_ms = serializers.IntegerField(
-            required=False, allow_null=True, default=None,
+            required=False,
+            allow_null=True,
+            default=None,
             help_text=f"Milliseconds on the pair; longer than {TIME_SPENT_MAX_MS:,} is recorded as that.",
         )
         edit_text = serializers.CharField(
-            required=False, allow_blank=True, default="", trim_whitespace=False,
+            required=False,
+            allow_blank=True,
+            default="",
+            trim_whitespace=False,
             help_text=f"At most {EDIT_MAX_CHARS:,} characters.",
         )
         edit_base = serializers.ChoiceField(choices=["left", "right"], required=False, allow_blank=True, default="")
@@ -143,8 +152,9 @@ class JudgmentSubmitApi(BaseApi):
         def get_choice(self, obj: Any) -> str:
             return sample_to_screen(obj.preferred, obj.left)
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer},
-                   summary="Judge a pair")
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 200: OutputSerializer}, summary="Judge a pair"
+    )
     def post(self, request: Request, pk: int) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

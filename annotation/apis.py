@@ -166,9 +166,7 @@ class RoundDetailApi(BaseApi):
         closed_at = serializers.DateTimeField(allow_null=True)
         comparison_count = serializers.IntegerField()
         judgment_count = serializers.IntegerField()
-        comparisons_complete = serializers.IntegerField(
-            help_text="Comparisons that have all the judgments they need."
-        )
+        comparisons_complete = serializers.IntegerField(help_text="Comparisons that have all the judgments they need.")
 
         class Meta:
             ref_name = "Round"
@@ -177,7 +175,6 @@ class RoundDetailApi(BaseApi):
     def get(self, request: Request, pk: int) -> Response:
         round_ = get_or_404(selectors.round_get(pk=pk), "round")
         return Response(self.OutputSerializer(round_).data)
-
 
 
 # --- Prompts ---------------------------------------------------------------------------
@@ -194,7 +191,7 @@ class PromptDetailApi(BaseApi):
         project = serializers.IntegerField(source="project_id")
         messages = MessageSerializer(many=True)
         tags = serializers.ListField(child=serializers.CharField())
-        source = serializers.CharField()
+        source = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.source
         external_id = serializers.CharField()
         content_hash = serializers.CharField()
         turns = serializers.IntegerField()
@@ -327,7 +324,7 @@ class JudgmentListApi(BaseApi):
         left = serializers.CharField(help_text="The sample shown on the left (A/B); empty when unknown (imports).")
         time_spent_ms = serializers.IntegerField(allow_null=True)
         rationale = serializers.CharField()
-        source = serializers.ChoiceField(choices=JudgmentSource.choices)
+        source = serializers.ChoiceField(choices=JudgmentSource.choices)  # type: ignore[assignment]  # likewise
         created_at = serializers.DateTimeField()
         edit_text = serializers.CharField(source="edit.text", allow_null=True, help_text="The annotator's rewrite.")
         edit_base_sample = serializers.IntegerField(

@@ -29,6 +29,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -104,7 +105,7 @@ def _open_round_ids(project: Project) -> list[int]:
 
 
 _LIVE_LEASES_SQL = (
-    "SELECT a.id, a.comparison_id, a.annotator_id, a.\"left\", a.status, a.leased_at, a.lease_expires_at, "
+    'SELECT a.id, a.comparison_id, a.annotator_id, a."left", a.status, a.leased_at, a.lease_expires_at, '
     "a.completed_at, a.skip_reason "
     "FROM annotation_assignment a "
     "JOIN annotation_comparison c ON c.id = a.comparison_id "
@@ -119,9 +120,11 @@ def _live_leases(annotator, project: Project, now) -> list[Assignment]:
     # A raw query: asked on every "next", and the ORM spent more CPU building it than
     # the database spent answering it (the annotator's assignment index has the rows).
     now_db = Assignment._meta.get_field("lease_expires_at").get_db_prep_value(now, connection)
-    return list(Assignment.objects.raw(
-        _LIVE_LEASES_SQL, [annotator.pk, AssignmentStatus.ACTIVE, now_db, project.pk, RoundStatus.OPEN]
-    ))
+    return list(
+        Assignment.objects.raw(
+            _LIVE_LEASES_SQL, [annotator.pk, AssignmentStatus.ACTIVE, now_db, project.pk, RoundStatus.OPEN]
+        )
+    )
 
 
 def _id_range(round_id: int) -> tuple[int, int] | None:
@@ -182,13 +185,13 @@ def _take_sql(pool: str) -> str:
 _TAKE_AND_LEASE_SQL = (
     "WITH taken AS ({take}) "
     "INSERT INTO annotation_assignment "
-    "(comparison_id, annotator_id, \"left\", status, leased_at, lease_expires_at, completed_at, skip_reason) "
+    '(comparison_id, annotator_id, "left", status, leased_at, lease_expires_at, completed_at, skip_reason) '
     "SELECT id, %s, %s, %s, %s, %s, NULL, '' FROM taken RETURNING id, comparison_id"
 )
 
 _INSERT_ASSIGNMENT = (
     "INSERT INTO annotation_assignment "
-    "(comparison_id, annotator_id, \"left\", status, leased_at, lease_expires_at, completed_at, skip_reason) "
+    '(comparison_id, annotator_id, "left", status, leased_at, lease_expires_at, completed_at, skip_reason) '
     "VALUES (%s, %s, %s, %s, %s, %s, NULL, '') RETURNING id"
 )
 
@@ -209,7 +212,9 @@ def _claim(annotator, project: Project, round_ids: list[int], pools: list[str], 
     )
     fields = Assignment._meta
     lease = [
-        annotator.pk, assignment.left, assignment.status,
+        annotator.pk,
+        assignment.left,
+        assignment.status,
         fields.get_field("leased_at").get_db_prep_value(now, connection),
         fields.get_field("lease_expires_at").get_db_prep_value(assignment.lease_expires_at, connection),
     ]
@@ -321,9 +326,10 @@ def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
     if not unseen.exists():
         return NoWork("You have judged every pair that still needs judgments. Thank you!")
     next_free = (
-        Assignment.objects.filter(
-            comparison__in=unseen, status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now
-        ).order_by("lease_expires_at").values_list("lease_expires_at", flat=True).first()
+        Assignment.objects.filter(comparison__in=unseen, status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now)
+        .order_by("lease_expires_at")
+        .values_list("lease_expires_at", flat=True)
+        .first()
     )
     wait = max(1, int((next_free - now).total_seconds())) if next_free else 60
     return NoWork(
@@ -336,7 +342,7 @@ def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
 
 
 _LOCKED_ASSIGNMENT_SQL = (
-    "SELECT a.annotator_id, a.\"left\", a.status, a.comparison_id, c.sample_a_id, c.sample_b_id, c.is_gold, "
+    'SELECT a.annotator_id, a."left", a.status, a.comparison_id, c.sample_a_id, c.sample_b_id, c.is_gold, '
     "r.id, r.status, r.project_id, j.id "
     "FROM annotation_assignment a "
     "JOIN annotation_comparison c ON c.id = a.comparison_id "
@@ -346,11 +352,12 @@ _LOCKED_ASSIGNMENT_SQL = (
 )
 
 
-def locked_assignment(assignment_id: int, annotator) -> Assignment:
-    """The assignment, its comparison, round and project, with the assignment row locked.
+def locked_assignment(assignment_id: int, annotator: Any) -> tuple[Assignment, int | None]:
+    """The assignment, its comparison, round and project, with the assignment row locked,
+    and the id of a judgment already saved on it (a retried submit).
 
     Plain SQL (this runs on every submit) and the project from the cache. Sample texts
-    are not read here: only an edit needs its base text (``_edit`` loads it).
+    are not read here: only an edit needs its base text (``annotation.judging`` loads it).
     """
     sql = _LOCKED_ASSIGNMENT_SQL + (" FOR UPDATE OF a" if connection.vendor == "postgresql" else "")
     with connection.cursor() as cursor:
@@ -359,8 +366,19 @@ def locked_assignment(assignment_id: int, annotator) -> Assignment:
     if row is None or row[0] != annotator.pk:
         # Someone else's assignment reads as a missing one: ids reveal nothing.
         raise AssignmentRefused("This assignment does not exist or is not yours.", code=Refusal.FOREIGN)
-    (annotator_id, left, status, comparison_id, sample_a_id, sample_b_id, is_gold,
-     round_id, round_status, project_id, judgment_id) = row
+    (
+        annotator_id,
+        left,
+        status,
+        comparison_id,
+        sample_a_id,
+        sample_b_id,
+        is_gold,
+        round_id,
+        round_status,
+        project_id,
+        judgment_id,
+    ) = row
     round_ = Round(id=round_id, status=round_status, project_id=project_id)
     round_.project = project_by_id(project_id)
     comparison = Comparison(
@@ -374,9 +392,7 @@ def locked_assignment(assignment_id: int, annotator) -> Assignment:
     for obj in (round_, comparison, assignment):
         obj._state.adding = False
         obj._state.db = "default"
-    # The id of a judgment already saved on it (a retried submit), for judgment_submit.
-    assignment.saved_judgment_id = judgment_id
-    return assignment
+    return assignment, judgment_id
 
 
 def project_by_id(project_id: int) -> Project:
@@ -420,7 +436,7 @@ def assignment_skip(*, assignment_id: int, annotator, reason: str) -> Assignment
         raise AssignmentRefused(
             f"Keep the reason under {SKIP_REASON_MAX_CHARS} characters ({len(reason):,} now).", code=Refusal.REASON
         )
-    assignment = locked_assignment(assignment_id, annotator)
+    assignment, _ = locked_assignment(assignment_id, annotator)
     if assignment.status == AssignmentStatus.SKIPPED:
         return assignment  # a retried skip
     if assignment.status == AssignmentStatus.SUBMITTED:

@@ -67,7 +67,7 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
     if not rows:
         return
     table = _table(model)
-    json_positions = [i for i, c in enumerate(columns) if model._meta.get_field(_field_name(model, c)).get_internal_type() == "JSONField"]
+    json_positions = [i for i, c in enumerate(columns) if _is_json(model, c)]
     quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
     if json_positions:
         rows = [_encode_json(row, json_positions) for row in rows]
@@ -84,15 +84,9 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
             )
 
 
-_FIELD_BY_COLUMN: dict[tuple[type[Model], str], str] = {}
-
-
-def _field_name(model: type[Model], column: str) -> str:
-    key = (model, column)
-    if key not in _FIELD_BY_COLUMN:
-        for field in model._meta.concrete_fields:
-            _FIELD_BY_COLUMN[(model, field.column)] = field.name
-    return _FIELD_BY_COLUMN[key]
+def _is_json(model: type[Model], column: str) -> bool:
+    field = next(f for f in model._meta.concrete_fields if f.column == column)
+    return field.get_internal_type() == "JSONField"
 
 
 def _encode_json(row: Sequence[Any], positions: list[int]) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ from annotation.assignment import AssignmentRefused
 from annotation.judging import Verdict, choices_allowed
 from annotation.models import EditPolicy, Project, Safety, Strength
 
+
 class PairPageForm(forms.Form):
     """Query parameters of the pair browser (and its htmx "Load more" fragment)."""
 
@@ -54,14 +55,20 @@ STRENGTH_OPTIONS = (
 # relative to the preferred answer; once a side is chosen they name it.
 SAFETY_OPTIONS = (
     KeyOption(
-        Safety.CHOSEN_SAFE_OTHER_UNSAFE.value, "a", "Only the preferred is safe",
-        label_left="Only Left is safe", label_right="Only Right is safe",
+        Safety.CHOSEN_SAFE_OTHER_UNSAFE.value,
+        "a",
+        "Only the preferred is safe",
+        label_left="Only Left is safe",
+        label_right="Only Right is safe",
     ),
     KeyOption(Safety.BOTH_SAFE.value, "s", "Both safe"),
     KeyOption(Safety.BOTH_UNSAFE.value, "d", "Both unsafe"),
     KeyOption(
-        Safety.CHOSEN_UNSAFE_OTHER_SAFE.value, "f", "Only the other is safe",
-        label_left="Only Right is safe", label_right="Only Left is safe",
+        Safety.CHOSEN_UNSAFE_OTHER_SAFE.value,
+        "f",
+        "Only the other is safe",
+        label_left="Only Right is safe",
+        label_right="Only Left is safe",
     ),
 )
 SIDE_CHOICES = [("left", "Left"), ("right", "Right")]
@@ -119,10 +126,18 @@ class JudgmentForm(forms.Form):
         )
 
 
+def form_errors(form: forms.Form) -> dict[str, list[str]]:
+    """A bound form's errors, field by field, as plain strings."""
+    return {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+
+
 def refusal_errors(exc: AssignmentRefused) -> dict[str, list[str]]:
     """The judgment service's field errors under the page's field names (its words are the
     API's too: they never name a side in sample terms)."""
-    return {{"preferred": "choice"}.get(field, field): list(messages) for field, messages in exc.message_dict.items()}
+    return {
+        {"preferred": "choice"}.get(field, field): [str(m) for m in messages]
+        for field, messages in exc.message_dict.items()
+    }
 
 
 def errors_placed(errors: dict[str, list[str]], project: Project) -> tuple[dict[str, list[str]], list[str]]:

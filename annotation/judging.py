@@ -143,9 +143,15 @@ def verdict_check(verdict: Verdict, project: Project, *, imported: bool = False)
     allowed = choices_allowed(project)
     preferred = verdict.preferred
     if preferred not in allowed:
-        others = [label for value, label in (
-            (Preference.TIE, "tie"), (Preference.BOTH_BAD, "both bad"), (Preference.CANT_JUDGE, "can't judge"),
-        ) if value in allowed]
+        others = [
+            label
+            for value, label in (
+                (Preference.TIE, "tie"),
+                (Preference.BOTH_BAD, "both bad"),
+                (Preference.CANT_JUDGE, "can't judge"),
+            )
+            if value in allowed
+        ]
         if preferred in Preference.values:
             errors["preferred"] = f"This project does not offer that choice ({Preference(preferred).label.lower()})."
         else:
@@ -215,8 +221,17 @@ def _edit(verdict: Verdict, comparison: Comparison, project: Project) -> tuple[i
 # --- Writing: a judgment on an assignment ------------------------------------------------
 
 _JUDGMENT_COLUMNS = (
-    "comparison_id", "annotator_id", "assignment_id", "preferred", "strength", "safety", "left",
-    "time_spent_ms", "rationale", "source", "created_at",
+    "comparison_id",
+    "annotator_id",
+    "assignment_id",
+    "preferred",
+    "strength",
+    "safety",
+    "left",
+    "time_spent_ms",
+    "rationale",
+    "source",
+    "created_at",
 )
 _INSERT_JUDGMENT = "INSERT INTO annotation_judgment ({columns}) VALUES ({values}) RETURNING id".format(
     columns=", ".join(f'"{c}"' for c in _JUDGMENT_COLUMNS), values=", ".join(["%s"] * len(_JUDGMENT_COLUMNS))
@@ -236,10 +251,8 @@ def _judgment_insert(judgment: Judgment, now: datetime) -> None:
     database's constraints (one judgment per assignment and per (comparison, annotator),
     strength only with a preference...) still check the row.
     """
-    values = [
-        field.get_db_prep_save(getattr(judgment, field.attname), connection)
-        for field in (Judgment._meta.get_field(name) for name in _JUDGMENT_COLUMNS)
-    ]
+    fields = {field.attname: field for field in Judgment._meta.concrete_fields}
+    values = [fields[name].get_db_prep_save(getattr(judgment, name), connection) for name in _JUDGMENT_COLUMNS]
     completed = Assignment._meta.get_field("completed_at").get_db_prep_value(now, connection)
     submitted = [AssignmentStatus.SUBMITTED, completed, judgment.assignment_id]
     with connection.cursor() as cursor:
@@ -270,9 +283,9 @@ def judgment_submit(
     Idempotent: a retried or double-clicked submission returns the judgment already
     saved (the assignment row is locked, so two at once are serialised).
     """
-    assignment = locked_assignment(assignment_id, annotator)
-    if assignment.saved_judgment_id is not None:
-        return Judgment.objects.get(pk=assignment.saved_judgment_id), False
+    assignment, saved_judgment_id = locked_assignment(assignment_id, annotator)
+    if saved_judgment_id is not None:
+        return Judgment.objects.get(pk=saved_judgment_id), False
     if screen:
         verdict = verdict_on_screen(verdict, assignment.left)
     project = assignment.comparison.round.project
@@ -316,8 +329,16 @@ class ImportedJudgment:
 
 
 _IMPORTED_COLUMNS = [
-    "comparison_id", "annotator_id", "preferred", "strength", "safety", "left", "time_spent_ms", "rationale",
-    "source", "created_at",
+    "comparison_id",
+    "annotator_id",
+    "preferred",
+    "strength",
+    "safety",
+    "left",
+    "time_spent_ms",
+    "rationale",
+    "source",
+    "created_at",
 ]
 
 
@@ -335,8 +356,18 @@ def judgments_insert_imported(rows: Sequence[ImportedJudgment], *, now: datetime
         Judgment,
         _IMPORTED_COLUMNS,
         [
-            (r.comparison_id, r.annotator_id, r.verdict.preferred, r.verdict.strength, r.verdict.safety, "",
-             r.verdict.time_spent_ms, r.verdict.rationale, JudgmentSource.IMPORT, now)
+            (
+                r.comparison_id,
+                r.annotator_id,
+                r.verdict.preferred,
+                r.verdict.strength,
+                r.verdict.safety,
+                "",
+                r.verdict.time_spent_ms,
+                r.verdict.rationale,
+                JudgmentSource.IMPORT,
+                now,
+            )
             for r in rows
         ],
     )

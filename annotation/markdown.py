@@ -19,10 +19,32 @@ from markdown_it.common.utils import escapeHtml
 
 ALLOWED_TAGS = frozenset(
     {
-        "p", "pre", "code", "em", "strong", "ul", "ol", "li", "blockquote",
-        "h1", "h2", "h3", "h4", "h5", "h6",
-        "table", "thead", "tbody", "tr", "th", "td",
-        "a", "br", "hr", "span", "del",
+        "p",
+        "pre",
+        "code",
+        "em",
+        "strong",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "a",
+        "br",
+        "hr",
+        "span",
+        "del",
     }
 )
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "ol": {"start"}}
@@ -43,7 +65,7 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
-def _render_image(self, tokens, idx, options, env) -> str:  # noqa: ANN001
+def _render_image(self, tokens, idx, options, env) -> str:
     # Images are not shown (a remote image would tell its host who reads the page);
     # the alt text is kept, as a link to the image when its address is http(s).
     token = tokens[idx]
@@ -83,4 +105,4 @@ def render_markdown_html(text: str) -> str:
 def render_markdown(text: str) -> SafeString:
     """Render untrusted markdown to HTML that is safe to insert into a page."""
     # The output has been through nh3's allow-list above; that is what makes it safe.
-    return mark_safe(render_markdown_html(text or ""))  # noqa: S308
+    return mark_safe(render_markdown_html(text or ""))

@@ -38,7 +38,9 @@ class Project(models.Model):
     lease_seconds = models.PositiveIntegerField(default=900)
     gold_rate = models.FloatField(default=0.0, help_text="Share of gold items mixed into an annotator's queue.")
     identity_terms = models.JSONField(
-        default=list, blank=True, help_text="Model/vendor names (matched as whole words, case-sensitive) whose mention keeps a sample out of annotation."
+        default=list,
+        blank=True,
+        help_text="Model/vendor names (matched as whole words, case-sensitive) whose mention keeps a sample out of annotation.",
     )
     is_active = models.BooleanField(default=True)
     live_mode = models.BooleanField(
@@ -82,8 +84,12 @@ class Round(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
     name = models.CharField(max_length=200, blank=True)
-    baseline = models.ForeignKey("models_service.ModelVersion", on_delete=models.PROTECT, related_name="rounds_as_baseline")
-    candidate = models.ForeignKey("models_service.ModelVersion", on_delete=models.PROTECT, related_name="rounds_as_candidate")
+    baseline = models.ForeignKey(
+        "models_service.ModelVersion", on_delete=models.PROTECT, related_name="rounds_as_baseline"
+    )
+    candidate = models.ForeignKey(
+        "models_service.ModelVersion", on_delete=models.PROTECT, related_name="rounds_as_candidate"
+    )
     pairing = models.CharField(max_length=20, choices=PairingStrategy.choices, default=PairingStrategy.OLD_VS_NEW)
     status = models.CharField(max_length=20, choices=RoundStatus.choices, default=RoundStatus.DRAFT)
     # How the platform samples this round (models_service.services.RoundSampling: seed,
@@ -288,6 +294,9 @@ class Assignment(models.Model):
         ]
         indexes = [models.Index(fields=["status", "lease_expires_at"], name="assignment_lease")]
 
+    def __str__(self) -> str:
+        return f"Assignment {self.pk} of comparison {self.comparison_id}"
+
 
 class JudgmentSource(models.TextChoices):
     UI = "ui", "Annotator page"
@@ -341,6 +350,9 @@ class Judgment(models.Model):
         ]
         indexes = [models.Index(fields=["annotator", "created_at"], name="judgment_by_annotator")]
 
+    def __str__(self) -> str:
+        return f"Judgment {self.pk}: {self.preferred} on comparison {self.comparison_id}"
+
 
 class Edit(models.Model):
     """The teacher-critic rewrite: the annotator's improved answer, started from one of the two samples."""
@@ -352,3 +364,6 @@ class Edit(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=~Q(text=""), name="edit_not_empty")]
+
+    def __str__(self) -> str:
+        return f"Edit of judgment {self.judgment_id}"

@@ -8,10 +8,10 @@ page of results never costs a query per row.
 
 from __future__ import annotations
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import BooleanField, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
@@ -76,13 +76,7 @@ def _count_per_round(qs: QuerySet, round_path: str) -> Coalesce:
     Subqueries rather than JOIN + COUNT(DISTINCT): joining comparisons and judgments to
     the round multiplies rows, which is slow on big rounds and wrong without DISTINCT.
     """
-    counted = (
-        qs.filter(**{round_path: OuterRef("pk")})
-        .order_by()
-        .values(round_path)
-        .annotate(n=Count("*"))
-        .values("n")
-    )
+    counted = qs.filter(**{round_path: OuterRef("pk")}).order_by().values(round_path).annotate(n=Count("*")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
@@ -138,9 +132,9 @@ def prompt_get(*, pk: int) -> Prompt | None:
 
 def comparison_list(*, round_: Round | None = None) -> QuerySet[Comparison]:
     """Comparisons with their prompt and both samples, model versions included (leads and engineers only)."""
-    qs = Comparison.objects.select_related(
-        "prompt", "sample_a__model_version", "sample_b__model_version"
-    ).order_by("id")
+    qs = Comparison.objects.select_related("prompt", "sample_a__model_version", "sample_b__model_version").order_by(
+        "id"
+    )
     if round_ is not None:
         qs = qs.filter(round=round_)
     return qs
@@ -189,11 +183,12 @@ def pair_for_annotator(*, pk: int) -> dict[str, Any] | None:
     if row is None:
         return None
     assignment_id, left, lease_expires_at, messages, text_a, text_b = row
-    messages = Prompt._meta.get_field("messages").from_db_value(messages, None, connection)
+    if isinstance(messages, (str, bytes)):  # SQLite hands JSON back as text
+        messages = orjson.loads(messages)
     if isinstance(lease_expires_at, str):  # SQLite hands back text (stored in UTC)
         lease_expires_at = parse_datetime(lease_expires_at)
     if lease_expires_at is not None and timezone.is_naive(lease_expires_at):
-        lease_expires_at = lease_expires_at.replace(tzinfo=dt_timezone.utc)
+        lease_expires_at = lease_expires_at.replace(tzinfo=UTC)
     left_text, right_text = (text_a, text_b) if left == "A" else (text_b, text_a)
     return {
         "assignment": assignment_id,

@@ -29,8 +29,19 @@ if TYPE_CHECKING:
 
 PROJECT_EDITABLE_FIELDS = frozenset(
     {
-        "name", "description", "guidelines", "overlap", "allow_tie", "allow_both_bad", "allow_cant_judge",
-        "require_safety", "edit_policy", "lease_seconds", "gold_rate", "identity_terms", "is_active",
+        "name",
+        "description",
+        "guidelines",
+        "overlap",
+        "allow_tie",
+        "allow_both_bad",
+        "allow_cant_judge",
+        "require_safety",
+        "edit_policy",
+        "lease_seconds",
+        "gold_rate",
+        "identity_terms",
+        "is_active",
     }
 )
 

@@ -17,12 +17,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import EmptyPage, Paginator
 from django.db import DatabaseError, connection
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.roles import ROLE_LABELS, Role, has_role
 from annotation import selectors
@@ -36,11 +36,13 @@ from annotation.forms import (
     SkipForm,
     choice_options,
     errors_placed,
+    form_errors,
     refusal_errors,
 )
 from annotation.judging import client_rules, judgment_submit
 from annotation.models import Assignment, Project, Round, RoundStatus
 from annotation.selectors import comparison_list, project_get, project_list, round_list
+from core.http import HtmxHttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ ANY_ROLE = (Role.ANNOTATOR, Role.LEAD, Role.ML_ENGINEER)
 PAIRS_PER_PAGE = 20
 
 
-def _require_role(request: HttpRequest, *roles: Role) -> None:
+def _require_role(request: HtmxHttpRequest, *roles: Role) -> None:
     if not has_role(request.user, *roles):
         raise PermissionDenied("This page is for: " + ", ".join(ROLE_LABELS[r] for r in roles))
 
@@ -56,12 +58,13 @@ def _require_role(request: HttpRequest, *roles: Role) -> None:
 def _with_percent(rounds: list[Round]) -> list[Round]:
     """Share of a round's comparisons that have all their judgments, as a whole percentage."""
     for round_ in rounds:
-        total = round_.comparison_count
-        round_.percent_complete = int(100 * round_.comparisons_complete / total) if total else 0
+        counted: Any = round_  # round_list() annotates the counts
+        total = counted.comparison_count
+        counted.percent_complete = int(100 * counted.comparisons_complete / total) if total else 0
     return rounds
 
 
-def _project_or_404(request: HttpRequest, slug: str) -> Project:
+def _project_or_404(request: HtmxHttpRequest, slug: str) -> Project:
     project = project_get(slug=slug, user=request.user)
     if project is None:
         raise Http404("no such project")
@@ -73,7 +76,7 @@ def _project_or_404(request: HttpRequest, slug: str) -> Project:
 
 @never_cache
 @require_safe
-def healthz(request: HttpRequest) -> JsonResponse:
+def healthz(request: HtmxHttpRequest) -> JsonResponse:
     """For load balancers and orchestrators: no login, one trivial query."""
     try:
         with connection.cursor() as cursor:
@@ -90,7 +93,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 @require_safe
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     has_any_role = has_role(request.user, *ANY_ROLE)
     projects: list[Project] = []
     if has_any_role:
@@ -100,14 +103,15 @@ def home(request: HttpRequest) -> HttpResponse:
             )
         )
         for project in projects:
-            _with_percent(project.rounds_with_progress)
-            project.open_rounds = [r for r in project.rounds_with_progress if r.status == RoundStatus.OPEN]
+            shown: Any = project  # the prefetch puts the rounds on rounds_with_progress
+            _with_percent(shown.rounds_with_progress)
+            shown.open_rounds = [r for r in shown.rounds_with_progress if r.status == RoundStatus.OPEN]
     return render(request, "annotation/home.html", {"projects": projects, "has_any_role": has_any_role})
 
 
 @login_required
 @require_safe
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def project_detail(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     _require_role(request, *ANY_ROLE)
     project = _project_or_404(request, slug)
     rounds = _with_percent(list(round_list(project=project)))
@@ -124,7 +128,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_safe
-def round_pairs(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+def round_pairs(request: HtmxHttpRequest, slug: str, number: int) -> HttpResponse:
     _require_role(request, Role.LEAD, Role.ML_ENGINEER)
     project = _project_or_404(request, slug)
     round_ = round_list(project=project).filter(number=number).first()
@@ -154,6 +158,7 @@ def round_pairs(request: HttpRequest, slug: str, number: int) -> HttpResponse:
 # pair to judge, or why there is none. The page speaks screen terms only (left/right and
 # the assignment id): no sample id, model name or A/B side is ever rendered or accepted.
 
+
 @dataclass(frozen=True)
 class Turn:
     role: str
@@ -175,11 +180,13 @@ class PairScreen:
 
 def _pair_screen(assignment_id: int) -> PairScreen:
     pair = selectors.pair_for_annotator(pk=assignment_id)
+    if pair is None:
+        raise Http404("no such assignment")
     messages_ = [m for m in pair["prompt"] if isinstance(m, dict)]
     last_user = max((i for i, m in enumerate(messages_) if m.get("role") == "user"), default=-1)
     turns = [
         Turn(
-            role=m.get("role") if m.get("role") in ("system", "user", "assistant") else "other",
+            role=str(m.get("role")) if m.get("role") in ("system", "user", "assistant") else "other",
             content=str(m.get("content") or ""),
             is_last_user=i == last_user,
         )
@@ -194,7 +201,7 @@ def _pair_screen(assignment_id: int) -> PairScreen:
     )
 
 
-def _annotator_project(request: HttpRequest, slug: str) -> Project:
+def _annotator_project(request: HtmxHttpRequest, slug: str) -> Project:
     _require_role(request, Role.ANNOTATOR)
     project = selectors.project_get_cached(slug=slug, user=request.user)
     if project is None:
@@ -208,7 +215,7 @@ def _own_assignment(user, project: Project, assignment_id: int) -> bool:
 
 
 def _render_workspace(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     project: Project,
     got: Assignment | NoWork | int,
     *,
@@ -250,7 +257,7 @@ def _render_workspace(
     return response
 
 
-def _next_pair(request: HttpRequest, project: Project, notice: str = "") -> HttpResponse:
+def _next_pair(request: HtmxHttpRequest, project: Project, notice: str = "") -> HttpResponse:
     """After a judgment or skip: the next pair for htmx, a redirect to the page otherwise."""
     if not request.htmx:
         if notice:
@@ -267,7 +274,7 @@ def _posted_values(data) -> dict[str, str]:
 
 @login_required
 @require_safe
-def annotate(request: HttpRequest, slug: str) -> HttpResponse:
+def annotate(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     project = _annotator_project(request, slug)
     got = assignment_next(annotator=request.user, project=project)
     return _render_workspace(request, project, got)
@@ -275,7 +282,7 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_safe
-def annotate_next(request: HttpRequest, slug: str) -> HttpResponse:
+def annotate_next(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """The next pair as a fragment: the no-work poll, and the prefetch (``?exclude=`` the pair on screen)."""
     project = _annotator_project(request, slug)
     form = NextPairForm(request.GET)
@@ -290,14 +297,14 @@ def annotate_next(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def annotate_submit(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def annotate_submit(request: HtmxHttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     project = _annotator_project(request, slug)
     if not _own_assignment(request.user, project, assignment_id):
         return _next_pair(request, project, "That pair does not exist or is not yours; here is your next one.")
     form = JudgmentForm(request.POST)
     values = _posted_values(request.POST)
     if not form.is_valid():
-        errors = {field: list(errs) for field, errs in form.errors.items()}
+        errors = form_errors(form)
         return _render_workspace(request, project, assignment_id, status=422, values=values, errors=errors)
     try:
         judgment_submit(assignment_id=assignment_id, annotator=request.user, verdict=form.verdict(), screen=True)
@@ -315,14 +322,14 @@ def annotate_submit(request: HttpRequest, slug: str, assignment_id: int) -> Http
 
 @login_required
 @require_POST
-def annotate_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+def annotate_skip(request: HtmxHttpRequest, slug: str, assignment_id: int) -> HttpResponse:
     project = _annotator_project(request, slug)
     if not _own_assignment(request.user, project, assignment_id):
         return _next_pair(request, project, "That pair does not exist or is not yours; here is your next one.")
     form = SkipForm(request.POST)
     values = _posted_values(request.POST)
     if not form.is_valid():
-        errors = {field: list(errs) for field, errs in form.errors.items()}
+        errors = form_errors(form)
         return _render_workspace(
             request, project, assignment_id, status=422, values=values, errors=errors, skip_open=True
         )
@@ -332,7 +339,12 @@ def annotate_skip(request: HttpRequest, slug: str, assignment_id: int) -> HttpRe
         if exc.refusal.gone:
             return _next_pair(request, project, " ".join(exc.messages))
         return _render_workspace(
-            request, project, assignment_id, status=422, values=values, errors={"reason": exc.messages},
+            request,
+            project,
+            assignment_id,
+            status=422,
+            values=values,
+            errors={"reason": exc.messages},
             skip_open=True,
         )
     return _next_pair(request, project)

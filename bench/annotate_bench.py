@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import random
 import secrets
@@ -62,8 +63,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
-WORDS = ("model answer prompt reward policy gradient token sample human preference data round "
-         "checkpoint baseline candidate helpful safe code reasoning explain because therefore").split()
+WORDS = [
+    "model",
+    "answer",
+    "prompt",
+    "reward",
+    "policy",
+    "gradient",
+    "token",
+    "sample",
+    "human",
+    "preference",
+    "data",
+    "round",
+    "checkpoint",
+    "baseline",
+    "candidate",
+    "helpful",
+    "safe",
+    "code",
+    "reasoning",
+    "explain",
+    "because",
+    "therefore",
+]
 LS_LABEL_CONFIG = (
     '<View><Text name="prompt" value="$prompt"/><Text name="a" value="$a"/><Text name="b" value="$b"/>'
     '<Choices name="choice" toName="prompt"><Choice value="A"/><Choice value="B"/></Choices></View>'
@@ -85,7 +108,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
 # --- A small HTTP/1.1 keep-alive client (asyncio) ---------------------------------------
@@ -101,8 +124,10 @@ class Http:
         # ours (next returns the live lease, a judgment submit is idempotent), not for a
         # Label Studio annotation POST (it could save a second annotation).
         self.resend_post = resend_post
-        self.prefix = (f"Host: {host}:{port}\r\nAuthorization: Token {token}\r\n"
-                       "Accept: application/json\r\nUser-Agent: annotate-bench\r\n")
+        self.prefix = (
+            f"Host: {host}:{port}\r\nAuthorization: Token {token}\r\n"
+            "Accept: application/json\r\nUser-Agent: annotate-bench\r\n"
+        )
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
@@ -252,8 +277,11 @@ class OursTarget(Target):
         return status, pair["assignment"], False
 
     async def submit(self, conn, handle):
-        status, _ = await conn.request("POST", f"/api/v1/assignments/{handle}/judgment/", {
-            "choice": random.choice(("left", "right")), "strength": "better", "safety": "both_safe"})
+        status, _ = await conn.request(
+            "POST",
+            f"/api/v1/assignments/{handle}/judgment/",
+            {"choice": random.choice(("left", "right")), "strength": "better", "safety": "both_safe"},
+        )
         return status
 
 
@@ -269,22 +297,42 @@ class LabelStudioTarget(Target):
         return status, json.loads(body)["id"], False
 
     async def submit(self, conn, handle):
-        status, _ = await conn.request("POST", f"/api/tasks/{handle}/annotations/", {
-            "result": [{"from_name": "choice", "to_name": "prompt", "type": "choices",
-                        "value": {"choices": [random.choice(("A", "B"))]}}],
-            "lead_time": 2.0})
+        status, _ = await conn.request(
+            "POST",
+            f"/api/tasks/{handle}/annotations/",
+            {
+                "result": [
+                    {
+                        "from_name": "choice",
+                        "to_name": "prompt",
+                        "type": "choices",
+                        "value": {"choices": [random.choice(("A", "B"))]},
+                    }
+                ],
+                "lead_time": 2.0,
+            },
+        )
         return status
 
 
-async def annotator(target: Target, conn: Http, who: int, project, stats: Stats, deadline: float,
-                    think: tuple[float, float] | None, overlap: int, start_delay: float) -> None:
+async def annotator(
+    target: Target,
+    conn: Http,
+    who: int,
+    project,
+    stats: Stats,
+    deadline: float,
+    think: tuple[float, float] | None,
+    overlap: int,
+    start_delay: float,
+) -> None:
     if start_delay:
         await asyncio.sleep(start_delay)
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
         try:
             status, handle, exhausted = await target.next(conn, project)
-        except Exception as exc:  # noqa: BLE001 - counted, then go on
+        except Exception as exc:
             stats.error("next", exc)
             await asyncio.sleep(0.2)
             continue
@@ -302,7 +350,7 @@ async def annotator(target: Target, conn: Http, who: int, project, stats: Stats,
         t0 = time.perf_counter()
         try:
             status = await target.submit(conn, handle)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             stats.error("submit", exc)
             continue
         t1 = time.perf_counter()
@@ -374,31 +422,71 @@ def wait_idle(limit_pct: float, max_wait: float) -> float:
         busy = 100 * (b[0] - a[0]) / max(1, b[1] - a[1])
         if busy <= limit_pct or time.time() > end:
             if busy > limit_pct:
-                print(f"  warning: the machine is {busy:.0f}% busy with other work; numbers will be low",
-                      flush=True)
+                print(f"  warning: the machine is {busy:.0f}% busy with other work; numbers will be low", flush=True)
             return busy
         print(f"  machine {busy:.0f}% busy with other work; waiting", flush=True)
 
 
-async def run_level(target: Target, tokens: list[str], project, n: int, seconds: float,
-                    think: tuple[float, float] | None, overlap: int, server_pid: int,
-                    grace: float = 60.0, py_spy: str = "", spy_out: Path | None = None, rate: int = 50) -> dict:
+async def run_level(
+    target: Target,
+    tokens: list[str],
+    project,
+    n: int,
+    seconds: float,
+    think: tuple[float, float] | None,
+    overlap: int,
+    server_pid: int,
+    grace: float = 60.0,
+    py_spy: str = "",
+    spy_out: Path | None = None,
+    rate: int = 50,
+) -> dict:
     stats = Stats()
     spy = None
     if py_spy and spy_out is not None:
         # Sample the server (all its processes) while the level runs; CPU samples only.
-        spy = subprocess.Popen([py_spy, "record", "--pid", str(server_pid), "--subprocesses", "--nonblocking",
-                                "--rate", str(rate), "--format", "raw", "--duration", str(int(seconds)),
-                                "--output", str(spy_out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(server_pid),
+                "--subprocesses",
+                "--nonblocking",
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--duration",
+                str(int(seconds)),
+                "--output",
+                str(spy_out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     conns = [Http(target.host, target.port, tokens[i], resend_post=isinstance(target, OursTarget)) for i in range(n)]
     server_pids = process_tree(server_pid)
     pg = postgres_pids()
     cpu0 = (cpu_seconds(server_pids), cpu_seconds(pg), time.process_time(), machine_busy())
     started = time.perf_counter()
     deadline = started + seconds
-    tasks = [asyncio.create_task(annotator(target, conns[i], i, project, stats, deadline, think, overlap,
-                                           random.uniform(0, think[1]) if think else 0.0))
-             for i in range(n)]
+    tasks = [
+        asyncio.create_task(
+            annotator(
+                target,
+                conns[i],
+                i,
+                project,
+                stats,
+                deadline,
+                think,
+                overlap,
+                random.uniform(0, think[1]) if think else 0.0,
+            )
+        )
+        for i in range(n)
+    ]
     done, pending = await asyncio.wait(tasks, timeout=seconds + grace)
     for t in pending:
         t.cancel()
@@ -423,31 +511,54 @@ async def run_level(target: Target, tokens: list[str], project, n: int, seconds:
         "machine_busy_pct": 100 * (busy1[0] - cpu0[3][0]) / max(1, busy1[1] - cpu0[3][1]),
     }
     # Whatever else ran on the machine meanwhile (it skews the numbers: say so).
-    cpu["other_cores"] = max(0.0, (os.cpu_count() or 1) * cpu["machine_busy_pct"] / 100 - cpu["server_cores"]
-                             - cpu["postgres_cores"] - cpu["client_cores"])
+    cpu["other_cores"] = max(
+        0.0,
+        (os.cpu_count() or 1) * cpu["machine_busy_pct"] / 100
+        - cpu["server_cores"]
+        - cpu["postgres_cores"]
+        - cpu["client_cores"],
+    )
     for t in done:
         if t.exception():
             stats.error("task", t.exception())
     result = {
-        "annotators": n, "seconds": seconds, "wall": round(wall, 2), "think": think,
-        "pairs": stats.pairs, "pairs_late": stats.pairs_late,
-        "pairs_per_s": stats.pairs / seconds, "no_work": stats.no_work,
-        "status": stats.status, "errors": stats.errors, "unfinished_annotators": stats.unfinished,
-        "connects": sum(c.connects for c in conns), "cpu": cpu,
+        "annotators": n,
+        "seconds": seconds,
+        "wall": round(wall, 2),
+        "think": think,
+        "pairs": stats.pairs,
+        "pairs_late": stats.pairs_late,
+        "pairs_per_s": stats.pairs / seconds,
+        "no_work": stats.no_work,
+        "status": stats.status,
+        "errors": stats.errors,
+        "unfinished_annotators": stats.unfinished,
+        "connects": sum(c.connects for c in conns),
+        "cpu": cpu,
     }
     for op in ("next", "submit"):
         v = stats.lat[op]
-        result[op] = {"count": len(v), "p50": pct(v, 50), "p95": pct(v, 95), "p99": pct(v, 99),
-                      "max": max(v) if v else float("nan"), "mean": sum(v) / len(v) if v else float("nan")}
+        result[op] = {
+            "count": len(v),
+            "p50": pct(v, 50),
+            "p95": pct(v, 95),
+            "p99": pct(v, 99),
+            "max": max(v) if v else float("nan"),
+            "mean": sum(v) / len(v) if v else float("nan"),
+        }
         # Does it slow down as the run goes on? p50 of the first and of the last fifth.
         ordered = [lat for _, lat in sorted(zip(stats.ends[op], v))]
         fifth = max(1, len(ordered) // 5)
         result[op]["p50_first_fifth"] = pct(ordered[:fifth], 50)
         result[op]["p50_last_fifth"] = pct(ordered[-fifth:], 50)
     if isinstance(target, LabelStudioTarget):
-        result["ls_client"] = {"tasks_handed": len(stats.handed), "handed_to_two_at_once": len(stats.concurrent),
-                               "overbooked": len(stats.overbooked), "repeat_while_held": stats.repeat,
-                               "handed_again_after_submit": stats.again_after_submit}
+        result["ls_client"] = {
+            "tasks_handed": len(stats.handed),
+            "handed_to_two_at_once": len(stats.concurrent),
+            "overbooked": len(stats.overbooked),
+            "repeat_while_held": stats.repeat,
+            "handed_again_after_submit": stats.again_after_submit,
+        }
     return result
 
 
@@ -456,8 +567,17 @@ def project_names(levels: list[tuple[str, int, float]], retries: int) -> list[st
     return [f"annbench-{mode}-{n}-{a}" for mode, n, _ in levels for a in range(retries + 1)]
 
 
-def run_levels(args, target: Target, tokens: list[str], levels, project_of, server_pid: int, grace: float,
-               spy_dir: Path | None = None, before_level=None) -> list[dict]:
+def run_levels(
+    args,
+    target: Target,
+    tokens: list[str],
+    levels,
+    project_of,
+    server_pid: int,
+    grace: float,
+    spy_dir: Path | None = None,
+    before_level=None,
+) -> list[dict]:
     """Each level in turn, on a quiet machine; a level that shared the CPU with other work
     (more than --max-other cores) is run again on a fresh project, up to --retries times."""
     out = []
@@ -470,9 +590,22 @@ def run_levels(args, target: Target, tokens: list[str], levels, project_of, serv
             busy = wait_idle(args.idle_pct, args.idle_wait)
             name = f"annbench-{mode}-{n}-{attempt}"
             spy_out = spy_dir / f"py-spy-{mode}-{n}-{attempt}.txt" if spy_dir else None
-            r = sync_call(run_level(target, tokens, project_of(name), n, seconds, think, args.overlap, server_pid,
-                                    grace=grace, py_spy=getattr(args, "py_spy", ""), spy_out=spy_out,
-                                    rate=getattr(args, "py_spy_rate", 50)))
+            r = sync_call(
+                run_level(
+                    target,
+                    tokens,
+                    project_of(name),
+                    n,
+                    seconds,
+                    think,
+                    args.overlap,
+                    server_pid,
+                    grace=grace,
+                    py_spy=getattr(args, "py_spy", ""),
+                    spy_out=spy_out,
+                    rate=getattr(args, "py_spy_rate", 50),
+                )
+            )
             r.update(mode=mode, project=name, attempt=attempt, busy_before_pct=round(busy, 1))
             print_level(mode, r)
             if spy_out is not None:
@@ -481,8 +614,10 @@ def run_levels(args, target: Target, tokens: list[str], levels, project_of, serv
             if r["cpu"]["other_cores"] <= args.max_other:
                 break
             if attempt < args.retries:
-                print(f"  other work took {r['cpu']['other_cores']:.2f} cores meanwhile: running this level again",
-                      flush=True)
+                print(
+                    f"  other work took {r['cpu']['other_cores']:.2f} cores meanwhile: running this level again",
+                    flush=True,
+                )
         r["other_cores_per_attempt"] = others
         out.append(r)
     return out
@@ -492,14 +627,19 @@ def print_level(mode: str, r: dict) -> None:
     n, s = r["next"], r["submit"]
     extra = ""
     if "ls_client" in r:
-        extra = f" handed-to-2-at-once={r['ls_client']['handed_to_two_at_once']} overbooked={r['ls_client']['overbooked']}"
-    print(f"  {mode:<9} N={r['annotators']:<4} pairs/s={r['pairs_per_s']:7.1f} ({r['pairs']} in {r['seconds']:.0f}s)"
-          f"  next p50/p95/p99={n['p50']:.1f}/{n['p95']:.1f}/{n['p99']:.1f} ms"
-          f"  submit p50/p95/p99={s['p50']:.1f}/{s['p95']:.1f}/{s['p99']:.1f} ms"
-          f"  no-work={r['no_work']} errors={r['errors'] or 0} status={r['status']}"
-          f"  cpu server/pg/client/other={r['cpu']['server_cores']:.2f}/{r['cpu']['postgres_cores']:.2f}/"
-          f"{r['cpu']['client_cores']:.2f}/{r['cpu']['other_cores']:.2f} cores, machine "
-          f"{r['cpu']['machine_busy_pct']:.0f}%{extra}", flush=True)
+        extra = (
+            f" handed-to-2-at-once={r['ls_client']['handed_to_two_at_once']} overbooked={r['ls_client']['overbooked']}"
+        )
+    print(
+        f"  {mode:<9} N={r['annotators']:<4} pairs/s={r['pairs_per_s']:7.1f} ({r['pairs']} in {r['seconds']:.0f}s)"
+        f"  next p50/p95/p99={n['p50']:.1f}/{n['p95']:.1f}/{n['p99']:.1f} ms"
+        f"  submit p50/p95/p99={s['p50']:.1f}/{s['p95']:.1f}/{s['p99']:.1f} ms"
+        f"  no-work={r['no_work']} errors={r['errors'] or 0} status={r['status']}"
+        f"  cpu server/pg/client/other={r['cpu']['server_cores']:.2f}/{r['cpu']['postgres_cores']:.2f}/"
+        f"{r['cpu']['client_cores']:.2f}/{r['cpu']['other_cores']:.2f} cores, machine "
+        f"{r['cpu']['machine_busy_pct']:.0f}%{extra}",
+        flush=True,
+    )
 
 
 # --- Servers --------------------------------------------------------------------------------
@@ -547,8 +687,9 @@ def sync_call(coro):
     return asyncio.run(coro)
 
 
-async def http_json(host: str, port: int, token: str, method: str, path: str, payload=None,
-                    timeout: float = 600) -> tuple[int, object]:
+async def http_json(
+    host: str, port: int, token: str, method: str, path: str, payload=None, timeout: float = 600
+) -> tuple[int, object]:
     conn = Http(host, port, token)
     try:
         status, body = await conn.request(method, path, payload, timeout=timeout)
@@ -563,7 +704,7 @@ async def http_json(host: str, port: int, token: str, method: str, path: str, pa
 # --- Ours -------------------------------------------------------------------------------------
 
 
-GUNICORN_PROFILE_CONF = '''
+GUNICORN_PROFILE_CONF = """
 import cProfile, json, os, re, time
 _prof = None
 _sql = {}
@@ -606,20 +747,22 @@ def worker_exit(server, worker):
     _prof.dump_stats(os.path.join(OUT, "worker-%%d.prof" %% os.getpid()))
     with open(os.path.join(OUT, "worker-%%d.json" %% os.getpid()), "w") as f:
         json.dump({"sql": _sql, "views": _views}, f)
-'''
+"""
 
 
 def ours_env(args, db_url: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "0",
-        "DATABASE_URL": db_url,
-        "LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "0",
+            "DATABASE_URL": db_url,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     env.pop("REDIS_URL", None)
     return env
 
@@ -635,19 +778,40 @@ def run_ours(args, levels: list[tuple[str, int, float]]) -> dict:
     py = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
     t0 = time.perf_counter()
     subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    spec = {"projects": project_names(levels, args.retries) + ["annbench-warmup"],
-            "comparisons": args.comparisons, "overlap": args.overlap,
-            "annotators": max(n for _, n, _ in levels), "analyze": not args.no_analyze}
-    out = subprocess.run([py, __file__, "--_django", "seed", json.dumps(spec)], cwd=ROOT, env=env, check=True,
-                         stdout=subprocess.PIPE).stdout
+    spec = {
+        "projects": project_names(levels, args.retries) + ["annbench-warmup"],
+        "comparisons": args.comparisons,
+        "overlap": args.overlap,
+        "annotators": max(n for _, n, _ in levels),
+        "analyze": not args.no_analyze,
+    }
+    out = subprocess.run(
+        [py, __file__, "--_django", "seed", json.dumps(spec)], cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE
+    ).stdout
     seed = json.loads(out.decode().strip().splitlines()[-1])
-    print(f"seeded {len(spec['projects'])} projects x {args.comparisons} comparisons, "
-          f"{spec['annotators']} annotators in {time.perf_counter() - t0:.1f}s ({args.db})", flush=True)
+    print(
+        f"seeded {len(spec['projects'])} projects x {args.comparisons} comparisons, "
+        f"{spec['annotators']} annotators in {time.perf_counter() - t0:.1f}s ({args.db})",
+        flush=True,
+    )
     workers = args.workers or 2 * (os.cpu_count() or 1) + 1
     worker_class = "sync" if args.profile else args.worker_class
-    cmd = [str(Path(py).parent / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{args.port}",
-           "--workers", str(1 if args.profile else workers), "--worker-class", worker_class,
-           "--timeout", "120", "--log-level", "warning", "--worker-tmp-dir", "/dev/shm"]
+    cmd = [
+        str(Path(py).parent / "gunicorn"),
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{args.port}",
+        "--workers",
+        str(1 if args.profile else workers),
+        "--worker-class",
+        worker_class,
+        "--timeout",
+        "120",
+        "--log-level",
+        "warning",
+        "--worker-tmp-dir",
+        "/dev/shm",
+    ]
     if worker_class == "gthread":
         cmd += ["--threads", str(args.threads)]
     if args.profile:
@@ -660,32 +824,78 @@ def run_ours(args, levels: list[tuple[str, int, float]]) -> dict:
     print("server:", setting, flush=True)
     log = open(tmp / "gunicorn.log", "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    results: dict = {"target": "ours", "db": args.db, "server": setting, "analyzed": not args.no_analyze, "workers": workers,
-                     "worker_class": worker_class, "threads": args.threads if worker_class == "gthread" else 1,
-                     "comparisons": args.comparisons, "overlap": args.overlap, "levels": []}
+    results: dict = {
+        "target": "ours",
+        "db": args.db,
+        "server": setting,
+        "analyzed": not args.no_analyze,
+        "workers": workers,
+        "worker_class": worker_class,
+        "threads": args.threads if worker_class == "gthread" else 1,
+        "comparisons": args.comparisons,
+        "overlap": args.overlap,
+        "levels": [],
+    }
     try:
         wait_http("127.0.0.1", args.port, "/healthz", proc, 60)
         target = OursTarget("127.0.0.1", args.port)
         tokens = seed["tokens"]
-        sync_call(run_level(target, tokens, "annbench-warmup", min(10, len(tokens)), 3, None, args.overlap,
-                            proc.pid, grace=30))
+        sync_call(
+            run_level(
+                target, tokens, "annbench-warmup", min(10, len(tokens)), 3, None, args.overlap, proc.pid, grace=30
+            )
+        )
         analyze = None
         if args.db == "postgres" and not args.no_analyze:
+
             def analyze() -> None:
                 # This PostgreSQL runs with autovacuum = off (its CI configuration); in
                 # production autovacuum keeps the planner's statistics fresh as the
                 # assignment and judgment tables grow. Do its work between levels.
-                subprocess.run(["psql", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", args.db_name,
-                                "-qc", "ANALYZE"], check=True)
-        results["levels"] = run_levels(args, target, tokens, levels, lambda name: name, proc.pid, 60,
-                                       spy_dir=tmp if args.py_spy else None, before_level=analyze)
+                subprocess.run(
+                    [
+                        "psql",
+                        "-h",
+                        PG["host"],
+                        "-p",
+                        PG["port"],
+                        "-U",
+                        PG["user"],
+                        "-d",
+                        args.db_name,
+                        "-qc",
+                        "ANALYZE",
+                    ],
+                    check=True,
+                )
+
+        results["levels"] = run_levels(
+            args,
+            target,
+            tokens,
+            levels,
+            lambda name: name,
+            proc.pid,
+            60,
+            spy_dir=tmp if args.py_spy else None,
+            before_level=analyze,
+        )
     finally:
         stop(proc)
         log.close()
-    verify = subprocess.run([py, __file__, "--_django", "verify",
-                             json.dumps({"projects": [r["project"] for r in results["levels"]],
-                                         "explain": args.explain})],
-                            cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE).stdout
+    verify = subprocess.run(
+        [
+            py,
+            __file__,
+            "--_django",
+            "verify",
+            json.dumps({"projects": [r["project"] for r in results["levels"]], "explain": args.explain}),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+    ).stdout
     results["verify"] = json.loads(verify.decode().strip().splitlines()[-1])
     for r in results["levels"]:
         r["verify"] = results["verify"][r["project"]]
@@ -759,9 +969,20 @@ def print_spy(path: Path, top: int) -> None:
             incl[f] = incl.get(f, 0) + n
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
     print(f"  py-spy: {total} CPU samples of the server processes; inclusive share of app-relevant frames:")
-    interesting = ("annotation/", "authentication", "rest_framework/views.py", "rest_framework/request.py",
-                   "serializers.py", "compiler.py", "psycopg", "middleware", "handle_request", "renderers.py",
-                   "query.py", "base.py")
+    interesting = (
+        "annotation/",
+        "authentication",
+        "rest_framework/views.py",
+        "rest_framework/request.py",
+        "serializers.py",
+        "compiler.py",
+        "psycopg",
+        "middleware",
+        "handle_request",
+        "renderers.py",
+        "query.py",
+        "base.py",
+    )
     for f, n in sorted(incl.items(), key=lambda kv: -kv[1]):
         if any(k in f for k in interesting) and n / total > 0.01:
             print(f"    {100 * n / total:5.1f}%  {f}")
@@ -783,19 +1004,26 @@ def django_task(task: str, spec: dict) -> None:
     from django.db import connection
 
     if task == "seed":
-        from imports.services import ImportKind, ImportOptions, import_run
         from accounts.roles import Role
         from accounts.services import api_token_create, user_create
         from annotation.services import project_create
+        from imports.services import ImportKind, ImportOptions, import_run
 
         for i, slug in enumerate(spec["projects"]):
-            project = project_create(name=slug, slug=slug, overlap=spec["overlap"], require_safety=False,
-                                     edit_policy="off")
-            lines = [json.dumps({"input": p, "output_1": a, "output_2": b})
-                     for p, a, b in pairs_data(spec["comparisons"], seed=i)]
-            report = import_run(stream=io.BytesIO("\n".join(lines).encode()), filename="pairs.jsonl",
-                                options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="bench",
-                                                      model_a="bench-a", model_b="bench-b"))
+            project = project_create(
+                name=slug, slug=slug, overlap=spec["overlap"], require_safety=False, edit_policy="off"
+            )
+            lines = [
+                json.dumps({"input": p, "output_1": a, "output_2": b})
+                for p, a, b in pairs_data(spec["comparisons"], seed=i)
+            ]
+            report = import_run(
+                stream=io.BytesIO("\n".join(lines).encode()),
+                filename="pairs.jsonl",
+                options=ImportOptions(
+                    kind=ImportKind.PAIRS, project=project, source="bench", model_a="bench-a", model_b="bench-b"
+                ),
+            )
             if not report.committed:
                 raise SystemExit(f"seeding {slug} failed: {report.errors[:3]}")
         tokens = []
@@ -813,31 +1041,42 @@ def django_task(task: str, spec: dict) -> None:
     # verify
     out: dict = {}
     with connection.cursor() as cur:
+
         def one(sql: str, params) -> int:
             cur.execute(sql, params)
             return cur.fetchone()[0]
 
         for slug in spec["projects"]:
-            cur.execute("SELECT r.id FROM annotation_round r JOIN annotation_project p ON p.id = r.project_id "
-                        "WHERE p.slug = %s", [slug])
+            cur.execute(
+                "SELECT r.id FROM annotation_round r JOIN annotation_project p ON p.id = r.project_id "
+                "WHERE p.slug = %s",
+                [slug],
+            )
             rounds = [r[0] for r in cur.fetchall()]
             rin = "(" + ",".join(str(r) for r in rounds) + ")"
             comp = f"SELECT id FROM annotation_comparison WHERE round_id IN {rin}"
             out[slug] = {
                 "judgments": one(f"SELECT count(*) FROM annotation_judgment WHERE comparison_id IN ({comp})", []),
                 "assignments": one(f"SELECT count(*) FROM annotation_assignment WHERE comparison_id IN ({comp})", []),
-                "open_leases": one(f"SELECT count(*) FROM annotation_assignment WHERE status = 'active' "
-                                   f"AND comparison_id IN ({comp})", []),
+                "open_leases": one(
+                    f"SELECT count(*) FROM annotation_assignment WHERE status = 'active' AND comparison_id IN ({comp})",
+                    [],
+                ),
                 "over_judged": one(
                     f"SELECT count(*) FROM annotation_comparison c WHERE c.round_id IN {rin} AND "
                     "(SELECT count(*) FROM annotation_judgment j WHERE j.comparison_id = c.id) > c.required_judgments",
-                    []),
+                    [],
+                ),
                 "judgment_pair_twice": one(
                     "SELECT count(*) FROM (SELECT comparison_id, annotator_id FROM annotation_judgment "
-                    f"WHERE comparison_id IN ({comp}) GROUP BY 1, 2 HAVING count(*) > 1) x", []),
+                    f"WHERE comparison_id IN ({comp}) GROUP BY 1, 2 HAVING count(*) > 1) x",
+                    [],
+                ),
                 "assignment_pair_twice": one(
                     "SELECT count(*) FROM (SELECT comparison_id, annotator_id FROM annotation_assignment "
-                    f"WHERE comparison_id IN ({comp}) GROUP BY 1, 2 HAVING count(*) > 1) x", []),
+                    f"WHERE comparison_id IN ({comp}) GROUP BY 1, 2 HAVING count(*) > 1) x",
+                    [],
+                ),
                 # Handed to more annotators than required at one time: at the moment each lease
                 # started, the slots held on its comparison (live leases + judgments; a skipped
                 # or expired lease holds its slot until it ended).
@@ -848,12 +1087,16 @@ def django_task(task: str, spec: dict) -> None:
                     "  SELECT count(*) FROM annotation_assignment b WHERE b.comparison_id = a.comparison_id"
                     "  AND b.leased_at <= a.leased_at AND (b.status IN ('active', 'submitted')"
                     "       OR COALESCE(b.completed_at, b.lease_expires_at) > a.leased_at)"
-                    ") > c.required_judgments", []),
+                    ") > c.required_judgments",
+                    [],
+                ),
                 "counters_off": one(
                     f"SELECT count(*) FROM annotation_comparison c WHERE c.round_id IN {rin} AND ("
                     "c.judgment_count <> (SELECT count(*) FROM annotation_judgment j WHERE j.comparison_id = c.id) OR "
                     "c.taken <> (SELECT count(*) FROM annotation_assignment a WHERE a.comparison_id = c.id "
-                    "AND a.status IN ('active', 'submitted')))", []),
+                    "AND a.status IN ('active', 'submitted')))",
+                    [],
+                ),
             }
         if spec.get("explain") and connection.vendor == "postgresql":
             out["_explain"] = explain_picks(cur, spec["projects"])
@@ -869,11 +1112,15 @@ def explain_picks(cur, slugs: list[str]) -> list[dict]:
     from annotation import assignment as engine
 
     slug = slugs[0]
-    cur.execute("SELECT r.id FROM annotation_round r JOIN annotation_project p ON p.id = r.project_id "
-                "WHERE p.slug = %s", [slug])
+    cur.execute(
+        "SELECT r.id FROM annotation_round r JOIN annotation_project p ON p.id = r.project_id WHERE p.slug = %s", [slug]
+    )
     rounds = [r[0] for r in cur.fetchall()]
-    cur.execute("SELECT a.annotator_id, count(*) FROM annotation_assignment a JOIN annotation_comparison c "
-                "ON c.id = a.comparison_id WHERE c.round_id = ANY(%s) GROUP BY 1 ORDER BY 2 DESC LIMIT 1", [rounds])
+    cur.execute(
+        "SELECT a.annotator_id, count(*) FROM annotation_assignment a JOIN annotation_comparison c "
+        "ON c.id = a.comparison_id WHERE c.round_id = ANY(%s) GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+        [rounds],
+    )
     row = cur.fetchone()
     if not row:
         return []
@@ -895,10 +1142,14 @@ def explain_picks(cur, slugs: list[str]) -> list[dict]:
                     if "annotation_comparison" not in sql or not sql.lstrip().upper().startswith("SELECT"):
                         continue
                     c2.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
-                    plans.append({"query": f"{slug} annotator {annotator}: " + " ".join(sql.split())[:300],
-                                  "plan": [r[0] for r in c2.fetchall()]})
+                    plans.append(
+                        {
+                            "query": f"{slug} annotator {annotator}: " + " ".join(sql.split())[:300],
+                            "plan": [r[0] for r in c2.fetchall()],
+                        }
+                    )
             transaction.set_rollback(True)
-    except Exception as exc:  # noqa: BLE001 - a private function may change shape
+    except Exception as exc:
         plans.append({"query": f"could not EXPLAIN the engine's scans: {exc!r}", "plan": []})
     return plans
 
@@ -911,15 +1162,27 @@ def ls_env(args, data_dir: Path, token: str) -> dict[str, str]:
     for k in list(env):
         if k.startswith(("LABEL_STUDIO_", "DJANGO_", "POSTGRE_")) or k in ("USERNAME", "PASSWORD", "DATABASE_URL"):
             env.pop(k)
-    env.update({
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        # No telemetry (nothing outside this machine is reachable anyway).
-        "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false",
-    })
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            # No telemetry (nothing outside this machine is reachable anyway).
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "COLLECT_ANALYTICS": "false",
+        }
+    )
     if args.ls_db == "postgres":
-        env.update({"DJANGO_DB": "default", "POSTGRE_NAME": args.ls_db_name, "POSTGRE_USER": PG["user"],
-                    "POSTGRE_PASSWORD": "", "POSTGRE_HOST": PG["host"], "POSTGRE_PORT": PG["port"]})
+        env.update(
+            {
+                "DJANGO_DB": "default",
+                "POSTGRE_NAME": args.ls_db_name,
+                "POSTGRE_USER": PG["user"],
+                "POSTGRE_PASSWORD": "",
+                "POSTGRE_HOST": PG["host"],
+                "POSTGRE_PORT": PG["port"],
+            }
+        )
     else:
         env["DJANGO_DB"] = "sqlite"
     return env
@@ -957,7 +1220,10 @@ def ls_django_task(task: str, spec: dict) -> None:
             "tasks_overlap": sorted(set(tasks.values_list("overlap", flat=True)))[:5],
             "over_annotated": counted.filter(n__gt=F("overlap")).count(),
             "annotation_pair_twice": Annotation.objects.filter(task__project_id=pid)
-            .values("task_id", "completed_by_id").annotate(n=Count("id")).filter(n__gt=1).count(),
+            .values("task_id", "completed_by_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .count(),
             "locks_left": Task.objects.filter(project_id=pid, locks__isnull=False).distinct().count(),
         }
     print(json.dumps(out))
@@ -976,16 +1242,43 @@ def run_labelstudio(args, levels: list[tuple[str, int, float]]) -> dict:
     if args.ls_db == "postgres":
         pg_recreate(args.ls_db_name)
     password = secrets.token_urlsafe(12)
-    cmd = [str(venv / "bin" / "label-studio"), "start", "--internal-host", "127.0.0.1", "--port", str(port),
-           "--no-browser", "--username", LS_ADMIN, "--password", password,
-           "--user-token", token, "--enable-legacy-api-token", "--data-dir", str(data_dir)]
-    print("server:", " ".join(cmd[1:]).replace(token, "<token>").replace(password, "<password>"), f"(DJANGO_DB={env['DJANGO_DB']})", flush=True)
+    cmd = [
+        str(venv / "bin" / "label-studio"),
+        "start",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--username",
+        LS_ADMIN,
+        "--password",
+        password,
+        "--user-token",
+        token,
+        "--enable-legacy-api-token",
+        "--data-dir",
+        str(data_dir),
+    ]
+    print(
+        "server:",
+        " ".join(cmd[1:]).replace(token, "<token>").replace(password, "<password>"),
+        f"(DJANGO_DB={env['DJANGO_DB']})",
+        flush=True,
+    )
     log = open(data_dir / "label-studio.log", "w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=str(data_dir))
-    results: dict = {"target": "labelstudio", "db": args.ls_db, "server": " ".join(cmd[1:6]),
-                     "comparisons": args.comparisons, "overlap": args.overlap, "levels": []}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(data_dir)
+    )
+    results: dict = {
+        "target": "labelstudio",
+        "db": args.ls_db,
+        "server": " ".join(cmd[1:6]),
+        "comparisons": args.comparisons,
+        "overlap": args.overlap,
+        "levels": [],
+    }
     try:
         wait_http(host, port, "/health", proc, 600)
         print(f"Label Studio up in {time.perf_counter() - t0:.0f}s", flush=True)
@@ -993,9 +1286,21 @@ def run_labelstudio(args, levels: list[tuple[str, int, float]]) -> dict:
         projects = {}
         names = project_names(levels, args.retries) + ["annbench-warmup"]
         for i, name in enumerate(names):
-            status, proj = sync_call(http_json(host, port, token, "POST", "/api/projects/", {
-                "title": name, "label_config": LS_LABEL_CONFIG, "maximum_annotations": args.overlap,
-                "overlap_cohort_percentage": 100}))
+            status, proj = sync_call(
+                http_json(
+                    host,
+                    port,
+                    token,
+                    "POST",
+                    "/api/projects/",
+                    {
+                        "title": name,
+                        "label_config": LS_LABEL_CONFIG,
+                        "maximum_annotations": args.overlap,
+                        "overlap_cohort_percentage": 100,
+                    },
+                )
+            )
             if status != 201:
                 raise SystemExit(f"project creation failed: {status} {proj}")
             tasks = [{"prompt": p, "a": a, "b": b} for p, a, b in pairs_data(args.comparisons, seed=i)]
@@ -1008,22 +1313,43 @@ def run_labelstudio(args, levels: list[tuple[str, int, float]]) -> dict:
 
         async def make_users():
             for email in emails:
-                status, body = await http_json(host, port, token, "POST", "/api/users/",
-                                               {"email": email, "username": email.split("@")[0]})
+                status, body = await http_json(
+                    host, port, token, "POST", "/api/users/", {"email": email, "username": email.split("@")[0]}
+                )
                 if status != 201:
                     raise SystemExit(f"user creation failed: {status} {body}")
 
         sync_call(make_users())
         with open(data_dir / "ls-django.log", "a") as err:
-            out = subprocess.run([ls_py, __file__, "--_ls-django", "tokens", json.dumps({"emails": emails})],
-                                 env=env, check=True, stdout=subprocess.PIPE, stderr=err, cwd=str(data_dir)).stdout
+            out = subprocess.run(
+                [ls_py, __file__, "--_ls-django", "tokens", json.dumps({"emails": emails})],
+                env=env,
+                check=True,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=str(data_dir),
+            ).stdout
         by_email = json.loads(out.decode().strip().splitlines()[-1])
         tokens = [by_email[e] for e in emails]
-        print(f"seeded {len(names)} projects x {args.comparisons} tasks (maximum_annotations={args.overlap}), "
-              f"{n_users} annotators in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(
+            f"seeded {len(names)} projects x {args.comparisons} tasks (maximum_annotations={args.overlap}), "
+            f"{n_users} annotators in {time.perf_counter() - t0:.1f}s",
+            flush=True,
+        )
         target = LabelStudioTarget(host, port)
-        sync_call(run_level(target, tokens, projects["annbench-warmup"], min(5, len(tokens)), 3, None, args.overlap,
-                            proc.pid, grace=60))
+        sync_call(
+            run_level(
+                target,
+                tokens,
+                projects["annbench-warmup"],
+                min(5, len(tokens)),
+                3,
+                None,
+                args.overlap,
+                proc.pid,
+                grace=60,
+            )
+        )
         results["levels"] = run_levels(args, target, tokens, levels, projects.__getitem__, proc.pid, args.ls_grace)
     finally:
         stop(proc, timeout=30)
@@ -1037,10 +1363,20 @@ def run_labelstudio(args, levels: list[tuple[str, int, float]]) -> dict:
     for line, count in results["server_errors"].items():
         print(f"  Label Studio log: {count}x {line}")
     with open(data_dir / "ls-django.log", "a") as err:
-        out = subprocess.run([ls_py, __file__, "--_ls-django", "verify",
-                              json.dumps({"projects": {r["project"]: projects[r["project"]]
-                                                       for r in results["levels"]}})],
-                             env=env, check=True, stdout=subprocess.PIPE, stderr=err, cwd=str(data_dir)).stdout
+        out = subprocess.run(
+            [
+                ls_py,
+                __file__,
+                "--_ls-django",
+                "verify",
+                json.dumps({"projects": {r["project"]: projects[r["project"]] for r in results["levels"]}}),
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=str(data_dir),
+        ).stdout
     results["verify"] = json.loads(out.decode().strip().splitlines()[-1])
     for r in results["levels"]:
         r["verify"] = results["verify"].get(r["project"], {})
@@ -1056,15 +1392,19 @@ def run_labelstudio(args, levels: list[tuple[str, int, float]]) -> dict:
 
 
 def fmt(x: float) -> str:
-    if x != x:
+    if math.isnan(x):
         return "–"
     return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
 
 
 def report(paths: list[str]) -> None:
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    label = {("ours", "postgres"): "ours (PostgreSQL)", ("ours", "sqlite"): "ours (SQLite)",
-             ("labelstudio", "sqlite"): "Label Studio (SQLite)", ("labelstudio", "postgres"): "Label Studio (PostgreSQL)"}
+    label = {
+        ("ours", "postgres"): "ours (PostgreSQL)",
+        ("ours", "sqlite"): "ours (SQLite)",
+        ("labelstudio", "sqlite"): "Label Studio (SQLite)",
+        ("labelstudio", "postgres"): "Label Studio (PostgreSQL)",
+    }
     cols = [label.get((r["target"], r["db"]), r["target"]) for r in runs]
 
     def level(run, mode, n):
@@ -1082,8 +1422,9 @@ def report(paths: list[str]) -> None:
         c = lv["ls_client"]
         return f"{c['overbooked']} (over-annotated {lv['verify'].get('over_annotated', '?')})"
 
-    keys = sorted({(lv["mode"], lv["annotators"]) for r in runs for lv in r["levels"]},
-                  key=lambda k: (k[0] != "capacity", k[1]))
+    keys = sorted(
+        {(lv["mode"], lv["annotators"]) for r in runs for lv in r["levels"]}, key=lambda k: (k[0] != "capacity", k[1])
+    )
     print("| mode | N | metric | " + " | ".join(cols) + " |")
     print("|---|---:|---|" + "---:|" * len(cols))
     for mode, n in keys:
@@ -1115,10 +1456,15 @@ def report(paths: list[str]) -> None:
 def code_version() -> str:
     """The commit measured (and whether application files differed from it)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "annotation", "config", "models_service",
-                                "rlhf_export"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "annotation", "config", "models_service", "rlhf_export"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return head + (" + uncommitted application changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -1160,13 +1506,17 @@ def main() -> None:
     ours.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
     ours.add_argument("--threads", type=int, default=8, help="threads per gthread worker")
     ours.add_argument("--profile", action="store_true", help="one sync worker under cProfile + SQL timing")
-    ours.add_argument("--py-spy", default="", metavar="PATH",
-                      help="py-spy binary: sample the server's processes during each level")
+    ours.add_argument(
+        "--py-spy", default="", metavar="PATH", help="py-spy binary: sample the server's processes during each level"
+    )
     ours.add_argument("--py-spy-rate", type=int, default=50, help="samples per second (py-spy costs CPU too)")
     ours.add_argument("--profile-top", type=int, default=25)
-    ours.add_argument("--no-analyze", action="store_true",
-                      help="no ANALYZE after seeding and before each level (autovacuum is off on this "
-                      "PostgreSQL): planner statistics as left by the bulk import")
+    ours.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="no ANALYZE after seeding and before each level (autovacuum is off on this "
+        "PostgreSQL): planner statistics as left by the bulk import",
+    )
     ours.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the pool scans after the run")
     ours.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, profiles)")
     ls = p.add_argument_group("Label Studio")
@@ -1186,8 +1536,11 @@ def main() -> None:
         levels += [("capacity", n, args.capacity_seconds) for n in parse_levels(args.capacity_levels)]
     if "realistic" in modes:
         levels += [("realistic", n, args.realistic_seconds) for n in parse_levels(args.realistic_levels)]
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; target {args.target}; "
-          f"code {code_version()}", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; target {args.target}; "
+        f"code {code_version()}",
+        flush=True,
+    )
     started = time.perf_counter()
     results = run_ours(args, levels) if args.target == "ours" else run_labelstudio(args, levels)
     results["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -54,7 +54,7 @@ BATCH = 100_000
 def ensure_database(url: str) -> None:
     import psycopg
 
-    name = url.rsplit("/", 1)[1].split("?")[0]
+    name = url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
     admin = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
@@ -67,13 +67,13 @@ def fill(judgments: int) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from accounts.roles import Role
+    from accounts.services import user_create
     from annotation import bulk
     from annotation.models import Comparison, Edit, Judgment, Prompt, RoundStatus, Sample
-    from accounts.roles import Role
-    from models_service.services import model_version_get_or_create
     from annotation.services import project_create
     from models_service.rounds import round_create
-    from accounts.services import user_create
+    from models_service.services import model_version_get_or_create
 
     rng = np.random.default_rng(5)
     comparisons = judgments // 2
@@ -93,7 +93,11 @@ def fill(judgments: int) -> None:
     round_ = round_create(project=project, baseline=baseline, candidate=candidate, status=RoundStatus.OPEN)
     existing = set(User.objects.filter(username__startswith="bench-annotator-").values_list("username", flat=True))
     User.objects.bulk_create(
-        [User(username=f"bench-annotator-{i:03d}") for i in range(ANNOTATORS) if f"bench-annotator-{i:03d}" not in existing]
+        [
+            User(username=f"bench-annotator-{i:03d}")
+            for i in range(ANNOTATORS)
+            if f"bench-annotator-{i:03d}" not in existing
+        ]
     )
     annotator_ids = np.array(
         sorted(User.objects.filter(username__startswith="bench-annotator-").values_list("pk", flat=True))[:ANNOTATORS]
@@ -111,21 +115,62 @@ def fill(judgments: int) -> None:
             ]
             bulk.insert_rows(
                 Prompt,
-                ["id", "project_id", "messages", "tags", "source", "external_id", "content_hash", "turns", "created_at"],
                 [
-                    (pid, project.pk, [{"role": "user", "content": f"Bench question {start + i}"}], tag_rows[i], "bench",
-                     f"b{start + i}", f"{start + i:064x}", int(turns[i]), now)
+                    "id",
+                    "project_id",
+                    "messages",
+                    "tags",
+                    "source",
+                    "external_id",
+                    "content_hash",
+                    "turns",
+                    "created_at",
+                ],
+                [
+                    (
+                        pid,
+                        project.pk,
+                        [{"role": "user", "content": f"Bench question {start + i}"}],
+                        tag_rows[i],
+                        "bench",
+                        f"b{start + i}",
+                        f"{start + i:064x}",
+                        int(turns[i]),
+                        now,
+                    )
                     for i, pid in enumerate(prompt_ids)
                 ],
             )
             sample_ids = bulk.allocate_ids(Sample, 2 * n)
             bulk.insert_rows(
                 Sample,
-                ["id", "prompt_id", "model_version_id", "text", "text_hash", "sampling_params", "seed",
-                 "finish_reason", "identity_flagged", "identity_released", "created_at"],
                 [
-                    (sample_ids[2 * i + side], pid, (baseline.pk, candidate.pk)[side], f"answer {side} to {start + i}",
-                     f"{2 * (start + i) + side:064x}", {}, 0, "stop", False, False, now)
+                    "id",
+                    "prompt_id",
+                    "model_version_id",
+                    "text",
+                    "text_hash",
+                    "sampling_params",
+                    "seed",
+                    "finish_reason",
+                    "identity_flagged",
+                    "identity_released",
+                    "created_at",
+                ],
+                [
+                    (
+                        sample_ids[2 * i + side],
+                        pid,
+                        (baseline.pk, candidate.pk)[side],
+                        f"answer {side} to {start + i}",
+                        f"{2 * (start + i) + side:064x}",
+                        {},
+                        0,
+                        "stop",
+                        False,
+                        False,
+                        now,
+                    )
                     for i, pid in enumerate(prompt_ids)
                     for side in (0, 1)
                 ],
@@ -136,11 +181,33 @@ def fill(judgments: int) -> None:
             gold_answer = rng.choice(["A", "B", "tie"], n)
             bulk.insert_rows(
                 Comparison,
-                ["id", "round_id", "prompt_id", "sample_a_id", "sample_b_id", "required_judgments", "judgment_count",
-                 "taken", "is_gold", "gold_preferred", "created_at"],
                 [
-                    (cid, round_.pk, prompt_ids[i], sample_ids[2 * i + swap[i]], sample_ids[2 * i + 1 - swap[i]], 2, 2, 2,
-                     bool(gold[i]), str(gold_answer[i]) if gold[i] else "", now)
+                    "id",
+                    "round_id",
+                    "prompt_id",
+                    "sample_a_id",
+                    "sample_b_id",
+                    "required_judgments",
+                    "judgment_count",
+                    "taken",
+                    "is_gold",
+                    "gold_preferred",
+                    "created_at",
+                ],
+                [
+                    (
+                        cid,
+                        round_.pk,
+                        prompt_ids[i],
+                        sample_ids[2 * i + swap[i]],
+                        sample_ids[2 * i + 1 - swap[i]],
+                        2,
+                        2,
+                        2,
+                        bool(gold[i]),
+                        str(gold_answer[i]) if gold[i] else "",
+                        now,
+                    )
                     for i, cid in enumerate(comparison_ids)
                 ],
             )
@@ -162,24 +229,51 @@ def fill(judgments: int) -> None:
                 o = OUTCOMES[outcome[j]]
                 preferred = {"win": candidate_side, "loss": "B" if candidate_side == "A" else "A"}.get(o, o)
                 rows.append(
-                    (jid, comparison_ids[i], int(annotator_ids[who[j]]), None, preferred,
-                     STRENGTHS[strength[j]] if preferred in ("A", "B") else "", SAFETY[safety[j]], "AB"[left[j]],
-                     int(ms[j]), "", "import", now - timedelta(seconds=int(when[j])))
+                    (
+                        jid,
+                        comparison_ids[i],
+                        int(annotator_ids[who[j]]),
+                        None,
+                        preferred,
+                        STRENGTHS[strength[j]] if preferred in ("A", "B") else "",
+                        SAFETY[safety[j]],
+                        "AB"[left[j]],
+                        int(ms[j]),
+                        "",
+                        "import",
+                        now - timedelta(seconds=int(when[j])),
+                    )
                 )
                 if o == "both_bad":
                     edits.append((jid, sample_ids[2 * i + 1], f"edited answer {jid}", now))
             bulk.insert_rows(
                 Judgment,
-                ["id", "comparison_id", "annotator_id", "assignment_id", "preferred", "strength", "safety", "left",
-                 "time_spent_ms", "rationale", "source", "created_at"],
+                [
+                    "id",
+                    "comparison_id",
+                    "annotator_id",
+                    "assignment_id",
+                    "preferred",
+                    "strength",
+                    "safety",
+                    "left",
+                    "time_spent_ms",
+                    "rationale",
+                    "source",
+                    "created_at",
+                ],
                 rows,
             )
             edit_ids = bulk.allocate_ids(Edit, len(edits))
             bulk.insert_rows(
-                Edit, ["id", "judgment_id", "base_sample_id", "text", "created_at"],
+                Edit,
+                ["id", "judgment_id", "base_sample_id", "text", "created_at"],
                 [(eid, *row) for eid, row in zip(edit_ids, edits, strict=True)],
             )
-            print(f"  filled {start + n:,} comparisons, {2 * (start + n):,} judgments ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"  filled {start + n:,} comparisons, {2 * (start + n):,} judgments ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     bulk.analyze([Prompt, Sample, Comparison, Judgment, Edit])
 
 
@@ -258,12 +352,13 @@ def main() -> None:
         def run():
             cold()
             get(url)
+
         return run
 
     import threading
 
-    from insights.filters import Filters
     from annotation.models import Comparison, JudgmentSource, Round
+    from insights.filters import Filters
 
     def wait_for_background() -> None:
         while any(t.name.startswith("dashboard-refresh-") for t in threading.enumerate()):
@@ -310,9 +405,11 @@ def main() -> None:
         "quality": lambda: dashboards.quality_for(project=project, round_ids=[round_.pk], filters=filters),
     }
     for name, compute in reports.items():
+
         def run(compute=compute):
             cold()
             compute()
+
         rows.append((f"  compute {name}", timed(run, args.repeat)))
     # The filter form's look-ups, which every cold page waits for.
     for name, lookup in (
@@ -320,11 +417,18 @@ def main() -> None:
         ("annotators", lambda: dashboards.project_annotators(project=project)),
         ("fingerprint", dashboards.data_fingerprint),
     ):
+
         def run(lookup=lookup):
             cold()
             lookup()
+
         rows.append((f"  filter look-up: {name}, cold", timed(run, args.repeat)))
-    rows.append(("API /stats/round/, cold (computes in the request)", timed(cold_get(f"/api/v1/projects/{SLUG}/stats/round/"), args.repeat)))
+    rows.append(
+        (
+            "API /stats/round/, cold (computes in the request)",
+            timed(cold_get(f"/api/v1/projects/{SLUG}/stats/round/"), args.repeat),
+        )
+    )
     rows.append(("CSV by-annotator, warm", timed(lambda: get(f"{base}annotator.csv?round=1"), args.repeat)))
 
     rng = np.random.default_rng(0)
@@ -335,14 +439,20 @@ def main() -> None:
     p = 1 / (1 + 10 ** (strength[b] - strength[a]))
     u = rng.random(n)
     outcome = np.where(u < 0.85 * p, 1.0, np.where(u < 0.85 * p + 0.15, 0.5, 0.0))
-    battles = bt.Battles.from_rows((f"v{x}", f"v{y}", o, 1) for x, y, o in zip(a.tolist(), b.tolist(), outcome.tolist(), strict=True))
-    rows.append(("Bradley-Terry, 20 versions, 100 bootstraps", timed(lambda: bt.rate(battles, rounds=100), args.repeat)))
+    battles = bt.Battles.from_rows(
+        (f"v{x}", f"v{y}", o, 1) for x, y, o in zip(a.tolist(), b.tolist(), outcome.tolist(), strict=True)
+    )
+    rows.append(
+        ("Bradley-Terry, 20 versions, 100 bootstraps", timed(lambda: bt.rate(battles, rounds=100), args.repeat))
+    )
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT version()")
         version = cursor.fetchone()[0].split(",")[0]
     print()
-    print(f"{args.judgments:,} judgments in one round · {version} · cache {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} · {os.cpu_count()} CPUs")
+    print(
+        f"{args.judgments:,} judgments in one round · {version} · cache {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} · {os.cpu_count()} CPUs"
+    )
     print(f"{'what':<52} {'median':>9} {'min':>9} {'max':>9}  goal")
     goals = {
         "dashboard page, cold cache (placeholders)": 1.0,
@@ -354,7 +464,9 @@ def main() -> None:
     for name, values in rows:
         goal = goals.get(name)
         verdict = "" if goal is None else (f"< {goal:g} s " + ("ok" if statistics.median(values) < goal else "MISSED"))
-        print(f"{name:<52} {statistics.median(values) * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms {max(values) * 1000:>7.0f}ms  {verdict}")
+        print(
+            f"{name:<52} {statistics.median(values) * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms {max(values) * 1000:>7.0f}ms  {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LABEL_STUDIO_PAIRS_PER_S = 5000.0
-WORDS = ("model answer prompt reward policy gradient token sample human preference data round "
-         "checkpoint baseline candidate helpful safe code reasoning explain because therefore").split()
+WORDS = [
+    "model",
+    "answer",
+    "prompt",
+    "reward",
+    "policy",
+    "gradient",
+    "token",
+    "sample",
+    "human",
+    "preference",
+    "data",
+    "round",
+    "checkpoint",
+    "baseline",
+    "candidate",
+    "helpful",
+    "safe",
+    "code",
+    "reasoning",
+    "explain",
+    "because",
+    "therefore",
+]
 
 
 def sentence(rng: random.Random, n: int) -> str:
@@ -38,22 +60,48 @@ def write_files(tmp: Path, n_prompts: int, n_samples: int, n_pairs: int) -> dict
     paths = {"prompts": tmp / "prompts.jsonl", "samples": tmp / "samples.jsonl", "pairs": tmp / "pairs.jsonl"}
     with paths["prompts"].open("w") as f:
         for i in range(n_prompts):
-            f.write(json.dumps({"id": f"p{i}", "prompt": f"Question {i}: {sentence(rng, 25)}",
-                                "tags": [rng.choice(["code", "reasoning", "safety", "helpfulness"])]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"p{i}",
+                        "prompt": f"Question {i}: {sentence(rng, 25)}",
+                        "tags": [rng.choice(["code", "reasoning", "safety", "helpfulness"])],
+                    }
+                )
+                + "\n"
+            )
     per_prompt = max(1, n_samples // max(1, n_prompts))
     with paths["samples"].open("w") as f:
         written = 0
         while written < n_samples:
             i = written // per_prompt
             model = f"bench-v{written % per_prompt + 1}"
-            f.write(json.dumps({"prompt_external_id": f"p{i % n_prompts}", "model": model,
-                                "text": sentence(rng, 80), "seed": 0,
-                                "sampling_params": {"temperature": 0.7, "top_p": 0.9}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prompt_external_id": f"p{i % n_prompts}",
+                        "model": model,
+                        "text": sentence(rng, 80),
+                        "seed": 0,
+                        "sampling_params": {"temperature": 0.7, "top_p": 0.9},
+                    }
+                )
+                + "\n"
+            )
             written += 1
     with paths["pairs"].open("w") as f:
         for i in range(n_pairs):
-            f.write(json.dumps({"input": f"Pair question {i}: {sentence(rng, 25)}", "output_1": sentence(rng, 80),
-                                "output_2": sentence(rng, 80), "label": rng.choice([1, 2])}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "input": f"Pair question {i}: {sentence(rng, 25)}",
+                        "output_1": sentence(rng, 80),
+                        "output_2": sentence(rng, 80),
+                        "label": rng.choice([1, 2]),
+                    }
+                )
+                + "\n"
+            )
     return paths
 
 
@@ -105,9 +153,19 @@ def main() -> None:
     db = env.get("DATABASE_URL", "sqlite (embedded default)")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     slug = f"bench-{int(time.time())}"
-    subprocess.run([sys.executable, "manage.py", "shell", "-c",
-                    f"from annotation.services import project_create; project_create(name={slug!r})"],
-                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            f"from annotation.services import project_create; project_create(name={slug!r})",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_files(Path(tmp), args.prompts, args.samples, args.pairs)
         rows = []
@@ -123,8 +181,10 @@ def main() -> None:
         print(f"{kind:<8} {count:>9} {seconds:>8.2f} {rate:>10.0f} {peak:>12.0f} {created:>13}")
     for kind, _count, _s, rate, _p, _c in rows:
         if kind == "pairs":
-            print(f"pairs/s vs Label Studio 1.23 API import ({LABEL_STUDIO_PAIRS_PER_S:.0f}/s): "
-                  f"{rate / LABEL_STUDIO_PAIRS_PER_S:.1f}x")
+            print(
+                f"pairs/s vs Label Studio 1.23 API import ({LABEL_STUDIO_PAIRS_PER_S:.0f}/s): "
+                f"{rate / LABEL_STUDIO_PAIRS_PER_S:.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -38,13 +38,42 @@ from models_service.backends import (
 )
 from models_service.backends.openai_compat import OpenAICompatBackend
 
-WORDS = ["model", "answer", "prompt", "reward", "policy", "token", "sample", "human", "preference", "round", "checkpoint", "baseline", "candidate", "helpful", "safe", "code", "reasoning", "explain", "because", "therefore", "sea", "sky", "poem"]
+WORDS = [
+    "model",
+    "answer",
+    "prompt",
+    "reward",
+    "policy",
+    "token",
+    "sample",
+    "human",
+    "preference",
+    "round",
+    "checkpoint",
+    "baseline",
+    "candidate",
+    "helpful",
+    "safe",
+    "code",
+    "reasoning",
+    "explain",
+    "because",
+    "therefore",
+    "sea",
+    "sky",
+    "poem",
+]
 
 
 def prompts(n: int, seed: int = 7) -> list[list[dict[str, str]]]:
     rng = random.Random(seed)
     return [
-        [{"role": "user", "content": f"Question {i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30)))}]
+        [
+            {
+                "role": "user",
+                "content": f"Question {i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))),
+            }
+        ]
         for i in range(n)
     ]
 
@@ -95,7 +124,9 @@ def main() -> None:
     parser.add_argument("--base-url", default="", help="A running OpenAI-compatible server (default: start one)")
     parser.add_argument("--model", default="", help="Model name to request (default: the server's first)")
     parser.add_argument("--model-dir", default="", help="Serve this local model directory instead of a tiny one")
-    parser.add_argument("--serve-args", default="", help="Extra arguments for transformers serve, e.g. --continuous-batching")
+    parser.add_argument(
+        "--serve-args", default="", help="Extra arguments for transformers serve, e.g. --continuous-batching"
+    )
     args = parser.parse_args()
 
     server = None

@@ -57,11 +57,17 @@ def main() -> None:
         rows = []
         for batch_size in args.batch_size:
             backend = TransformersBackend(
-                TransformersConfig(model_dir=str(model_dir), device=device,
-                                   dtype="bfloat16" if device.startswith("cuda") else "float32", batch_size=batch_size)
+                TransformersConfig(
+                    model_dir=str(model_dir),
+                    device=device,
+                    dtype="bfloat16" if device.startswith("cuda") else "float32",
+                    batch_size=batch_size,
+                )
             )
             params = SamplingParams(max_tokens=args.max_tokens, temperature=1.0, seed=0)
-            backend.generate([GenerationRequest(messages=m, params=params) for m in conversations[:batch_size]])  # warm-up
+            backend.generate(
+                [GenerationRequest(messages=m, params=params) for m in conversations[:batch_size]]
+            )  # warm-up
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             started = time.perf_counter()

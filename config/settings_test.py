@@ -17,8 +17,8 @@ os.environ.setdefault("DEBUG", "0")
 # their own Celery app configuration); a broker with no worker would hang the suite.
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
-from config.settings import *  # noqa: E402,F403
-from config.settings import STORAGES  # noqa: E402
+from config.settings import *
+from config.settings import STORAGES
 
 # Manifest storage needs collectstatic; tests render templates without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
@@ -26,12 +26,12 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 
 # Each test process gets its own database, so parallel runs (several developers'
 # helpers, a benchmark beside the suite) never drop each other's test database.
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
 # Parallel test runs share one Redis: keep their cache keys apart.
-CACHES["default"]["KEY_PREFIX"] = f"test{os.getpid()}"  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = f"test{os.getpid()}"
 
 # WhiteNoise warns on every request when STATIC_ROOT is missing (no collectstatic in tests).
-STATIC_ROOT = VAR_DIR / "test-static"  # noqa: F405
+STATIC_ROOT = VAR_DIR / "test-static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,9 @@ class IdentityMatcher:
         self.terms: tuple[tuple[str, ...], ...] = tuple(names)
         if names:
             alternatives = "|".join(_JOINER.join(re.escape(p) for p in parts) for parts in names)
-            self._pattern: re.Pattern[str] | None = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
+            self._pattern: re.Pattern[str] | None = re.compile(
+                rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE
+            )
         else:
             self._pattern = None
 

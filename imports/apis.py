@@ -52,12 +52,18 @@ class ImportApi(BaseApi):
         file = serializers.FileField(help_text="JSONL, CSV or a JSON array.")
         kind = serializers.ChoiceField(choices=[k.value for k in ImportKind])
         round = serializers.IntegerField(
-            required=False, allow_null=True, default=None, min_value=1,
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=1,
             help_text="Round number in the project. Pairs: default is an import round of their own; "
             "samples: also build that round's comparisons.",
         )
-        source = serializers.CharField(
-            required=False, allow_blank=True, default="", max_length=200,
+        source = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.source
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=200,
             help_text="Where the data comes from; names the outside annotators of imported labels.",
         )
         skip_invalid = serializers.BooleanField(
@@ -66,15 +72,22 @@ class ImportApi(BaseApi):
         model_a = serializers.CharField(required=False, default="model-a", max_length=200)
         model_b = serializers.CharField(required=False, default="model-b", max_length=200)
         label_columns = _CommaListField(
-            child=serializers.CharField(max_length=200), required=False, default=lambda: ["label"],
+            child=serializers.CharField(max_length=200),
+            required=False,
+            default=lambda: ["label"],
             help_text="Pairs: columns holding existing labels (default: label).",
         )
         tags = _CommaListField(
-            child=serializers.CharField(max_length=64), required=False, default=list,
+            child=serializers.CharField(max_length=64),
+            required=False,
+            default=list,
             help_text="Tags added to every imported prompt.",
         )
         format = serializers.ChoiceField(
-            choices=[f.value for f in FileFormat], required=False, allow_null=True, default=None,
+            choices=[f.value for f in FileFormat],
+            required=False,
+            allow_null=True,
+            default=None,
             help_text="Default: from the file name.",
         )
 
@@ -89,7 +102,7 @@ class ImportApi(BaseApi):
         created = serializers.DictField(child=serializers.IntegerField())
         existing = serializers.DictField(child=serializers.IntegerField())
         error_count = serializers.IntegerField()
-        errors = ImportErrorSerializer(many=True)
+        errors = ImportErrorSerializer(many=True)  # type: ignore[assignment]  # a field named like Serializer.errors
         errors_truncated = serializers.BooleanField()
         ignored_fields = serializers.ListField(child=serializers.CharField())
         round_id = serializers.IntegerField(allow_null=True)

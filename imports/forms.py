@@ -65,7 +65,7 @@ class ImportForm(forms.Form):
         return self.cleaned_data["model_b"].strip() or "model-b"
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         number = data.get("round_number")
         data["round"] = None
         if number is not None:

@@ -100,7 +100,10 @@ def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
         except StopIteration:
             return
         except UnicodeDecodeError as exc:
-            yield Where(line=start), Broken(f"not valid UTF-8 ({exc.reason}); the rest of the file cannot be read", fatal=True)
+            yield (
+                Where(line=start),
+                Broken(f"not valid UTF-8 ({exc.reason}); the rest of the file cannot be read", fatal=True),
+            )
             return
         except csv.Error as exc:
             yield Where(line=start), Broken(f"broken CSV: {exc}", fatal=True)

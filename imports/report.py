@@ -102,9 +102,7 @@ class ImportReport:
             "created": self.created,
             "existing": self.existing,
             "error_count": self.error_count,
-            "errors": [
-                {"line": e.line, "item": e.item, "field": e.field, "message": e.message} for e in self.errors
-            ],
+            "errors": [{"line": e.line, "item": e.item, "field": e.field, "message": e.message} for e in self.errors],
             "errors_truncated": self.error_count > len(self.errors),
             "ignored_fields": sorted(self.ignored_fields),
             "round_id": self.round_id,

@@ -33,23 +33,47 @@ from core.text import messages_normalize
 from imports.report import ImportKind, ImportOptions
 
 _PREFERENCE_WORDS = {
-    "1": Preference.A, "a": Preference.A, "model_a": Preference.A, "output_1": Preference.A,
-    "response_a": Preference.A, "left": Preference.A,
-    "2": Preference.B, "b": Preference.B, "model_b": Preference.B, "output_2": Preference.B,
-    "response_b": Preference.B, "right": Preference.B,
-    "tie": Preference.TIE, "0": Preference.TIE, "equal": Preference.TIE,
-    "both_bad": Preference.BOTH_BAD, "both bad": Preference.BOTH_BAD, "bothbad": Preference.BOTH_BAD,
-    "tie (bothbad)": Preference.BOTH_BAD, "not_rankable": Preference.BOTH_BAD,
-    "cant_judge": Preference.CANT_JUDGE, "can't judge": Preference.CANT_JUDGE, "unsure": Preference.CANT_JUDGE,
+    "1": Preference.A,
+    "a": Preference.A,
+    "model_a": Preference.A,
+    "output_1": Preference.A,
+    "response_a": Preference.A,
+    "left": Preference.A,
+    "2": Preference.B,
+    "b": Preference.B,
+    "model_b": Preference.B,
+    "output_2": Preference.B,
+    "response_b": Preference.B,
+    "right": Preference.B,
+    "tie": Preference.TIE,
+    "0": Preference.TIE,
+    "equal": Preference.TIE,
+    "both_bad": Preference.BOTH_BAD,
+    "both bad": Preference.BOTH_BAD,
+    "bothbad": Preference.BOTH_BAD,
+    "tie (bothbad)": Preference.BOTH_BAD,
+    "not_rankable": Preference.BOTH_BAD,
+    "cant_judge": Preference.CANT_JUDGE,
+    "can't judge": Preference.CANT_JUDGE,
+    "unsure": Preference.CANT_JUDGE,
     "skip": Preference.CANT_JUDGE,
 }
 _STRENGTH_WORDS = {
-    "significantly": Strength.SIGNIFICANTLY, "significantly better": Strength.SIGNIFICANTLY,
-    "much better": Strength.SIGNIFICANTLY, "3": Strength.SIGNIFICANTLY,
-    "better": Strength.BETTER, "2": Strength.BETTER,
-    "slightly": Strength.SLIGHTLY, "slightly better": Strength.SLIGHTLY, "1": Strength.SLIGHTLY,
-    "negligibly": Strength.NEGLIGIBLY, "negligibly better": Strength.NEGLIGIBLY, "marginally better": Strength.NEGLIGIBLY,
-    "negligibly better/unsure": Strength.NEGLIGIBLY, "unsure": Strength.NEGLIGIBLY, "0": Strength.NEGLIGIBLY,
+    "significantly": Strength.SIGNIFICANTLY,
+    "significantly better": Strength.SIGNIFICANTLY,
+    "much better": Strength.SIGNIFICANTLY,
+    "3": Strength.SIGNIFICANTLY,
+    "better": Strength.BETTER,
+    "2": Strength.BETTER,
+    "slightly": Strength.SLIGHTLY,
+    "slightly better": Strength.SLIGHTLY,
+    "1": Strength.SLIGHTLY,
+    "negligibly": Strength.NEGLIGIBLY,
+    "negligibly better": Strength.NEGLIGIBLY,
+    "marginally better": Strength.NEGLIGIBLY,
+    "negligibly better/unsure": Strength.NEGLIGIBLY,
+    "unsure": Strength.NEGLIGIBLY,
+    "0": Strength.NEGLIGIBLY,
 }
 _SAFETY_WORDS = {s.value: s for s in Safety} | {s.label.lower(): s for s in Safety}
 
@@ -252,10 +276,11 @@ def labels_from_record(record: dict[str, Any], row: PairRow, options: ImportOpti
         name = default_annotator if len(options.label_columns) == 1 else f"{default_annotator}:{column}"
         strength = row.strength if preferred in (Preference.A, Preference.B) else None
         found.append(JudgmentIn(annotator=name, preferred=preferred, strength=strength))
-    for annotator, preferred in row.labels.items():
-        found.append(JudgmentIn(annotator=f"{default_annotator}:{annotator}", preferred=preferred))
-    for j in row.judgments:
-        found.append(j.model_copy(update={"annotator": f"{default_annotator}:{j.annotator}"}))
+    found.extend(
+        JudgmentIn(annotator=f"{default_annotator}:{annotator}", preferred=preferred)
+        for annotator, preferred in row.labels.items()
+    )
+    found.extend(j.model_copy(update={"annotator": f"{default_annotator}:{j.annotator}"}) for j in row.judgments)
     return found
 
 

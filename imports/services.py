@@ -20,7 +20,7 @@ from annotation.bulk import analyze, constraints_immediate
 from annotation.models import Comparison, Judgment, Prompt, Sample
 from imports.readers import Broken, detect_format, iter_records
 from imports.report import FileFormat, ImportFailed, ImportKind, ImportOptions, ImportReport, RowError
-from imports.rows import ROW_MODELS, known_fields, labels_from_record, pydantic_errors
+from imports.rows import ROW_MODELS, PairRow, known_fields, labels_from_record, pydantic_errors
 from imports.writer import Importer, Valid
 from models_service.rounds import round_build_comparisons
 
@@ -63,7 +63,7 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
                     continue
                 try:
                     row = row_model.model_validate(record)
-                    labels = labels_from_record(record, row, options) if options.kind == ImportKind.PAIRS else []
+                    labels = labels_from_record(record, row, options) if isinstance(row, PairRow) else []
                 except ValidationError as exc:
                     for field_name, message in pydantic_errors(exc):
                         importer.error(line, field_name, message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
@@ -12,16 +12,17 @@ from django.views.decorators.http import require_http_methods, require_safe
 from accounts.roles import ROLE_LABELS, Role, has_role
 from annotation.models import Project, Round
 from annotation.selectors import project_get, project_list
+from core.http import HtmxHttpRequest
 from imports.forms import ImportForm
 from imports.services import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
 
 
-def _require_lead(request: HttpRequest) -> None:
+def _require_lead(request: HtmxHttpRequest) -> None:
     if not has_role(request.user, Role.LEAD):
         raise PermissionDenied("This page is for: " + ROLE_LABELS[Role.LEAD])
 
 
-def _project_or_404(request: HttpRequest, slug: str) -> Project:
+def _project_or_404(request: HtmxHttpRequest, slug: str) -> Project:
     project = project_get(slug=slug, user=request.user)
     if project is None:
         raise Http404("no such project")
@@ -30,7 +31,7 @@ def _project_or_404(request: HttpRequest, slug: str) -> Project:
 
 @login_required
 @require_safe
-def import_start(request: HttpRequest) -> HttpResponse:
+def import_start(request: HtmxHttpRequest) -> HttpResponse:
     """The nav's "Import": straight to the project's import page when there is one project."""
     _require_lead(request)
     projects = list(project_list(user=request.user).filter(is_active=True))
@@ -41,7 +42,7 @@ def import_start(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def project_import(request: HttpRequest, slug: str) -> HttpResponse:
+def project_import(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """The upload form and, after a post, the report. An htmx GET gets the form alone (the
     project page shows it in its sidebar)."""
     _require_lead(request)

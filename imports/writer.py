@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.services import external_annotator_get_or_create
@@ -19,11 +18,12 @@ from annotation.bulk import allocate_ids, fetch, in_values, insert_rows
 from annotation.judging import ImportedJudgment, Verdict, judgments_insert_imported, verdict_check
 from annotation.models import Comparison, PairingStrategy, Prompt, Round, RoundStatus, Sample
 from annotation.services import round_create
-from core.text import identity_matcher, messages_hash, messages_turns, text_clean, text_hash
+from core.text import identity_matcher, messages_hash, messages_turns, text_hash
 from imports.readers import Where
 from imports.report import ImportKind, ImportOptions, ImportReport, RowError
 from imports.rows import JudgmentIn
 from models_service.services import model_version_get_or_create
+
 
 @dataclass
 class Valid:
@@ -44,6 +44,9 @@ class Importer:
         self._identity = identity_matcher(self.project.identity_terms)
         self.round = options.round
         self.now = timezone.now()
+        # Rows created by the batch being written: nothing can reference them yet.
+        self._fresh_prompts: set[int] = set()
+        self._fresh_samples: set[int] = set()
 
     # helpers
     def version_id(self, name: str) -> int:
@@ -92,8 +95,14 @@ class Importer:
                 self.report.add("existing", "prompts")
             else:
                 new_rows[h] = [
-                    self.project.pk, messages, tags, source or self.o.source, external_id, h,
-                    messages_turns(messages), self.now,
+                    self.project.pk,
+                    messages,
+                    tags,
+                    source or self.o.source,
+                    external_id,
+                    h,
+                    messages_turns(messages),
+                    self.now,
                 ]
         if new_rows:
             ids = allocate_ids(Prompt, len(new_rows))
@@ -103,7 +112,17 @@ class Importer:
                 rows.append((pk, *row))
             insert_rows(
                 Prompt,
-                ["id", "project_id", "messages", "tags", "source", "external_id", "content_hash", "turns", "created_at"],
+                [
+                    "id",
+                    "project_id",
+                    "messages",
+                    "tags",
+                    "source",
+                    "external_id",
+                    "content_hash",
+                    "turns",
+                    "created_at",
+                ],
                 rows,
             )
             # A prompt created just now has no samples yet: later lookups skip it.
@@ -133,7 +152,9 @@ class Importer:
                     [param_p, param_h],
                 )
             }
-        seeded = {(p, v, extra["seed"]) for (p, v, _, extra) in items if extra.get("seed") is not None and p not in fresh}
+        seeded = {
+            (p, v, extra["seed"]) for (p, v, _, extra) in items if extra.get("seed") is not None and p not in fresh
+        }
         taken_seeds: set[tuple[int, int, int]] = set()
         if seeded:
             cond_p, param_p = in_values("prompt_id", {s[0] for s in seeded})
@@ -156,20 +177,43 @@ class Importer:
                     continue
                 taken_seeds.add((p, v, seed))
             new[key] = (
-                p, v, text, key[2], extra.get("sampling_params") or {}, seed, extra.get("prompt_tokens"),
-                extra.get("completion_tokens"), extra.get("latency_ms"), extra.get("finish_reason") or "",
-                self.flagged(text), False, self.now,
+                p,
+                v,
+                text,
+                key[2],
+                extra.get("sampling_params") or {},
+                seed,
+                extra.get("prompt_tokens"),
+                extra.get("completion_tokens"),
+                extra.get("latency_ms"),
+                extra.get("finish_reason") or "",
+                self.flagged(text),
+                False,
+                self.now,
             )
         refused = {k for k, row in new.items() if row is None}
         rows = [(k, row) for k, row in new.items() if row is not None]
-        self._fresh_samples: set[int] = set()
+        self._fresh_samples = set()
         if rows:
             ids = allocate_ids(Sample, len(rows))
             insert_rows(
                 Sample,
-                ["id", "prompt_id", "model_version_id", "text", "text_hash", "sampling_params", "seed",
-                 "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason", "identity_flagged",
-                 "identity_released", "created_at"],
+                [
+                    "id",
+                    "prompt_id",
+                    "model_version_id",
+                    "text",
+                    "text_hash",
+                    "sampling_params",
+                    "seed",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "latency_ms",
+                    "finish_reason",
+                    "identity_flagged",
+                    "identity_released",
+                    "created_at",
+                ],
                 [(pk, *row) for pk, (_, row) in zip(ids, rows)],
             )
             for pk, (k, _) in zip(ids, rows):
@@ -183,12 +227,14 @@ class Importer:
     # batches ----------------------------------------------------------------------
     def write(self, batch: list[Valid]) -> None:
         # "Fresh" rows were created by this batch, so nothing can reference them yet.
-        self._fresh_prompts: set[int] = set()
+        self._fresh_prompts = set()
         self._fresh_samples = set()
         if self.o.kind == ImportKind.PROMPTS:
             self.resolve_prompts(
-                [(v.row.prompt, merge_tags(v.row.tags, self.o.extra_tags), v.row.external_id, v.row.source)
-                 for v in batch]
+                [
+                    (v.row.prompt, merge_tags(v.row.tags, self.o.extra_tags), v.row.external_id, v.row.source)
+                    for v in batch
+                ]
             )
         elif self.o.kind == ImportKind.SAMPLES:
             self.write_samples(batch)
@@ -238,24 +284,26 @@ class Importer:
             items.append((prompt_id, self.version_id(row.model), row.text, row.model_dump(include=EXTRA_SAMPLE)))
             lines.append(r.line)
         ids = self.resolve_samples(items) if items else []
-        for line, (_, _, _, extra), pk in zip(lines, items, ids):
-            if pk is None:
+        for line, (_, _, _, extra), sample_id in zip(lines, items, ids):
+            if sample_id is None:
                 self.error(line, "seed", f"another answer with seed {extra['seed']} exists for this prompt and model")
 
     def write_pairs(self, batch: list[Valid]) -> None:
         round_ = self.ensure_round()
         prompt_ids = self.resolve_prompts(
-            [(v.row.prompt, merge_tags(v.row.tags, self.o.extra_tags), v.row.external_id, v.row.source)
-             for v in batch]
+            [(v.row.prompt, merge_tags(v.row.tags, self.o.extra_tags), v.row.external_id, v.row.source) for v in batch]
         )
-        sample_items = []
+        sample_items: list[tuple[int, int, str, dict[str, Any]]] = []
         for v, pid in zip(batch, prompt_ids):
             sample_items.append((pid, self.version_id(v.row.model_a or self.o.model_a), v.row.response_a, {}))
             sample_items.append((pid, self.version_id(v.row.model_b or self.o.model_b), v.row.response_b, {}))
         sample_ids = self.resolve_samples(sample_items)
-        pairs = []
+        pairs: list[tuple[Valid, int, int, int]] = []
         for i, (v, pid) in enumerate(zip(batch, prompt_ids)):
             a, b = sample_ids[2 * i], sample_ids[2 * i + 1]
+            if a is None or b is None:  # samples without seeds are never refused; checked for the types
+                self.error(v.line, "", "an answer could not be stored")
+                continue
             if a == b:
                 self.error(v.line, "response_b", "is the same answer from the same model as response_a")
                 continue
@@ -281,15 +329,26 @@ class Importer:
             new[(a, b)] = [round_.pk, pid, a, b, self.project.overlap, 0, 0, bool(gold), gold, self.now]
         if new:
             ids = allocate_ids(Comparison, len(new))
-            for pk, (key, row) in zip(ids, new.items()):
+            for pk, row in zip(ids, new.values()):
                 row.insert(0, pk)
             self.report.add("created", "comparisons", len(new))
         comparison_of = {key: row[0] for key, row in new.items()} | {k: v[0] for k, v in existing.items()}
         if new:
             insert_rows(
                 Comparison,
-                ["id", "round_id", "prompt_id", "sample_a_id", "sample_b_id", "required_judgments",
-                 "judgment_count", "taken", "is_gold", "gold_preferred", "created_at"],
+                [
+                    "id",
+                    "round_id",
+                    "prompt_id",
+                    "sample_a_id",
+                    "sample_b_id",
+                    "required_judgments",
+                    "judgment_count",
+                    "taken",
+                    "is_gold",
+                    "gold_preferred",
+                    "created_at",
+                ],
                 list(new.values()),
             )
         self.write_labels(pairs, comparison_of, fresh={row[0] for row in new.values()})
@@ -328,7 +387,8 @@ class Importer:
                         self.report.add("existing", "judgments")
                     else:
                         self.error(
-                            v.line, "label",
+                            v.line,
+                            "label",
                             f"annotator {label.annotator!r} already labelled this pair differently ({where}); "
                             "one judgment per annotator and pair is kept, so this label was not stored",
                         )
@@ -336,7 +396,7 @@ class Importer:
                 wanted[key] = (verdict, v.line)
         if not wanted:
             return
-        stored: dict[tuple[int, int], tuple] = {}
+        stored: dict[tuple[int, int], list[Any]] = {}
         old_cids = {cid for cid, _ in wanted} - fresh
         if old_cids:
             cond, param = in_values("comparison_id", old_cids)
@@ -354,7 +414,8 @@ class Importer:
                     self.report.add("existing", "judgments")
                 else:
                     self.error(
-                        where, "label",
+                        where,
+                        "label",
                         "this annotator's judgment of the pair is already stored with another verdict; "
                         "one judgment per annotator and pair is kept, so this label was not stored",
                     )
@@ -368,9 +429,11 @@ class Importer:
             # Re-importing the same source into the same project goes to the same round,
             # so a repeated import finds its comparisons instead of duplicating them.
             name = f"Imported pairs{': ' + self.o.source if self.o.source else ''}"
-            self.round = Round.objects.filter(
-                project=self.project, pairing=PairingStrategy.IMPORTED, name=name
-            ).order_by("id").first()
+            self.round = (
+                Round.objects.filter(project=self.project, pairing=PairingStrategy.IMPORTED, name=name)
+                .order_by("id")
+                .first()
+            )
         if self.round is None:
             self.round = round_create(
                 project=self.project,
@@ -395,5 +458,3 @@ def _json(value: Any) -> Any:
 
 def merge_tags(tags: list[str], extra: tuple[str, ...]) -> list[str]:
     return tags + [t for t in extra if t not in tags] if extra else tags
-
-

@@ -28,12 +28,20 @@ from insights.stats.winrate import WinRate
 class FilterInputSerializer(serializers.Serializer):
     """The query parameters, for the schema; they are checked by ``resolve_filters``."""
 
-    round = serializers.IntegerField(required=False, min_value=1, help_text="Round number; default: the latest judged round.")
-    tag = serializers.CharField(required=False, allow_blank=True, max_length=100, help_text="Only prompts with this tag.")
+    round = serializers.IntegerField(
+        required=False, min_value=1, help_text="Round number; default: the latest judged round."
+    )
+    tag = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="Only prompts with this tag."
+    )
     since = serializers.DateField(required=False, help_text="Judgments made on or after this day (YYYY-MM-DD).")
     until = serializers.DateField(required=False, help_text="Judgments made on or before this day (YYYY-MM-DD).")
-    annotator = serializers.IntegerField(required=False, min_value=1, help_text="Only this annotator's judgments (user id).")
-    anchor = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Ratings: the version put at 1000.")
+    annotator = serializers.IntegerField(
+        required=False, min_value=1, help_text="Only this annotator's judgments (user id)."
+    )
+    anchor = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="Ratings: the version put at 1000."
+    )
 
     class Meta:
         ref_name = "DashboardFilters"
@@ -123,7 +131,16 @@ class RoundStatsApi(_StatsApi):
         scope = self.scope(request, slug)
         filters, round_ = scope.filters, scope.round
         if round_ is None:
-            return Response({"round": None, "baseline": None, "candidate": None, "policy": winrate.POLICY, "overall": None, "breakdowns": {}})
+            return Response(
+                {
+                    "round": None,
+                    "baseline": None,
+                    "candidate": None,
+                    "policy": winrate.POLICY,
+                    "overall": None,
+                    "breakdowns": {},
+                }
+            )
         report = reports.round_report(round_=round_, filters=filters)
         return Response(
             {
@@ -197,8 +214,12 @@ class AgreementApi(_StatsApi):
                 "with_strength": report.with_strength.as_dict(),
                 "pairs": [
                     {
-                        "first": p.first, "second": p.second, "items": p.items, "agreement": p.agreement,
-                        "cohen_kappa": p.kappa, "cohen_kappa_with_strength": p.kappa_strength,
+                        "first": p.first,
+                        "second": p.second,
+                        "items": p.items,
+                        "agreement": p.agreement,
+                        "cohen_kappa": p.kappa,
+                        "cohen_kappa_with_strength": p.kappa_strength,
                     }
                     for p in report.pairs
                 ],
@@ -224,5 +245,9 @@ class QualityApi(_StatsApi):
         project, filters, round_ = scope.project, scope.filters, scope.round
         rows = reports.quality_for(project=project, round_ids=[round_.pk] if round_ else [], filters=filters)
         return Response(
-            {"round": round_.number if round_ else None, "rules": list(quality.FLAG_RULES), "annotators": [r.as_dict() for r in rows]}
+            {
+                "round": round_.number if round_ else None,
+                "rules": list(quality.FLAG_RULES),
+                "annotators": [r.as_dict() for r in rows],
+            }
         )

@@ -75,13 +75,17 @@ def project_fingerprint(project_id: int) -> int:
     """A number that changes whenever a judgment or edit of the project is written,
     changed or deleted (one index range of ``insights_projectactivity``)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(SUM(changes), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id])
+        cursor.execute(
+            "SELECT COALESCE(SUM(changes), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id]
+        )
         return int(cursor.fetchone()[0])
 
 
 def big_project(project_id: int) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(SUM(judgments), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id])
+        cursor.execute(
+            "SELECT COALESCE(SUM(judgments), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id]
+        )
         return int(cursor.fetchone()[0]) >= BIG_PROJECT_JUDGMENTS
 
 
@@ -123,7 +127,13 @@ def _store(key: str, compute: Callable[[], Any], fingerprint: int) -> Any:
 
 
 def cached(
-    kind: str, project_id: int, parts: Sequence[Any], compute: Recipe, *, wait: bool = True, fingerprint: int | None = None
+    kind: str,
+    project_id: int,
+    parts: Sequence[Any],
+    compute: Recipe,
+    *,
+    wait: bool = True,
+    fingerprint: int | None = None,
 ) -> Any:
     """``compute()``, cached under (kind, project, parts) and checked against the project's
     fingerprint (or the one given).

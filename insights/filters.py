@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -73,13 +73,17 @@ class DashboardFilterForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.rounds = {r.number: r for r in rounds}
-        self.fields["round"].choices = [("", "Latest judged")] + [(r.number, f"{r}") for r in rounds]
-        self.fields["tag"].choices = [("", "All tags")] + [(t, t) for t in tags]
-        self.fields["annotator"].choices = [("", "Everyone")] + [(pk, name) for pk, name in annotators]
-        self.fields["anchor"].choices = [("", "Mean (no anchor)")] + [(v, v) for v in versions]
+        choices: dict[str, list[tuple[Any, str]]] = {
+            "round": [("", "Latest judged")] + [(r.number, f"{r}") for r in rounds],
+            "tag": [("", "All tags")] + [(t, t) for t in tags],
+            "annotator": [("", "Everyone")] + [(pk, name) for pk, name in annotators],
+            "anchor": [("", "Mean (no anchor)")] + [(v, v) for v in versions],
+        }
+        for name, options in choices.items():
+            cast(forms.ChoiceField, self.fields[name]).choices = options
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until:
             if since > until:

@@ -48,7 +48,7 @@ def project_annotators(*, project: Project) -> list[tuple[int, str]]:
 
 def project_versions(*, project: Project) -> list[str]:
     """Names of the model versions that answer in this project's rounds (for the anchor choice)."""
-    ids = set()
+    ids: set[int] = set()
     for baseline_id, candidate_id in Round.objects.filter(project=project).values_list("baseline_id", "candidate_id"):
         ids.update((baseline_id, candidate_id))
     return list(ModelVersion.objects.filter(pk__in=ids).order_by("created_at", "id").values_list("name", flat=True))

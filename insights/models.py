@@ -72,6 +72,9 @@ class ComparisonTally(models.Model):
     class Meta:
         indexes = [models.Index(fields=["round", "prompt"], name="comparisontally_round")]
 
+    def __str__(self) -> str:
+        return f"Comparison {self.comparison_id}: {self.total} verdicts"
+
 
 class VerdictTally(models.Model):
     round = _ref("annotation.Round", db_index=False)
@@ -91,6 +94,9 @@ class VerdictTally(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"Round {self.round_id}, annotator {self.annotator_id}: {self.preferred} x{self.n}"
+
 
 class ProjectActivity(models.Model):
     project = _ref("annotation.Project", db_index=False)
@@ -102,3 +108,6 @@ class ProjectActivity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "annotator"], name="projectactivity_key")]
+
+    def __str__(self) -> str:
+        return f"Project {self.project_id}, annotator {self.annotator_id}: {self.judgments} judgments"

@@ -86,8 +86,8 @@ def _usernames(ids: set[int]) -> dict[int, str]:
 def _compute_round(round_: Round, filters: Filters) -> RoundReport:
     rows = sql.pattern_rows(project_id=round_.project_id, round_ids=[round_.pk], filters=filters, dimensions=True)
     patterns: dict[tuple[str, str], list[tuple[int, ...]]] = defaultdict(list)
-    for dimension, _round_id, value, w, l, t, bb, cj, prompts in rows:
-        patterns[(dimension, str(value))].append((int(w), int(l), int(t), int(bb), int(cj), int(prompts)))
+    for dimension, _round_id, value, w, lost, t, bb, cj, prompts in rows:
+        patterns[(dimension, str(value))].append((int(w), int(lost), int(t), int(bb), int(cj), int(prompts)))
 
     def slice_of(key: tuple[str, str]) -> WinRate:
         p = Patterns.from_rows(patterns.get(key, []))
@@ -118,7 +118,12 @@ def _compute_round(round_: Round, filters: Filters) -> RoundReport:
             strength_rows,
             "Wins and losses at each strength; ties carry no strength, so the rate is among decisive verdicts.",
         ),
-        Breakdown("tag", "By tag", [(tag, slice_of(("tag", tag))) for tag in tags], "A prompt with several tags counts under each."),
+        Breakdown(
+            "tag",
+            "By tag",
+            [(tag, slice_of(("tag", tag))) for tag in tags],
+            "A prompt with several tags counts under each.",
+        ),
         Breakdown(
             "safety",
             "By safety label",
@@ -165,13 +170,11 @@ class HistoryPoint:
 
 
 def _compute_history(project: Project, filters: Filters) -> list[HistoryPoint]:
-    rounds = list(
-        Round.objects.filter(project=project).select_related("baseline", "candidate").order_by("number")
-    )
+    rounds = list(Round.objects.filter(project=project).select_related("baseline", "candidate").order_by("number"))
     rows = sql.pattern_rows(project_id=project.pk, round_ids=None, filters=filters, dimensions=False)
     per_round: dict[int, list[tuple[int, ...]]] = defaultdict(list)
-    for _dimension, round_id, _value, w, l, t, bb, cj, prompts in rows:
-        per_round[round_id].append((int(w), int(l), int(t), int(bb), int(cj), int(prompts)))
+    for _dimension, round_id, _value, w, lost, t, bb, cj, prompts in rows:
+        per_round[round_id].append((int(w), int(lost), int(t), int(bb), int(cj), int(prompts)))
     points = []
     for r in rounds:
         if r.baseline_id == r.candidate_id:
@@ -215,7 +218,9 @@ class RatingsReport:
 
 def _compute_ratings(project: Project, filters: Filters, anchor: str | None, rounds: int) -> RatingsReport:
     rows = sql.battle_rows(project_id=project.pk, filters=filters)
-    names = dict(ModelVersion.objects.filter(pk__in={r[0] for r in rows} | {r[1] for r in rows}).values_list("pk", "name"))
+    names = dict(
+        ModelVersion.objects.filter(pk__in={r[0] for r in rows} | {r[1] for r in rows}).values_list("pk", "name")
+    )
     battles = bradley_terry.battles_from_counts([(names[a], names[b], p, n) for a, b, p, n in rows])
     if not battles.names:
         return RatingsReport(ratings=None, battles=0, matrix=[], names=[])
@@ -223,7 +228,9 @@ def _compute_ratings(project: Project, filters: Filters, anchor: str | None, rou
     order = ratings.order
     full = ratings.win_matrix()
     matrix = [[float(full[i, j]) for j in order] for i in order]
-    return RatingsReport(ratings=ratings, battles=int(battles.total), matrix=matrix, names=[ratings.names[i] for i in order])
+    return RatingsReport(
+        ratings=ratings, battles=int(battles.total), matrix=matrix, names=[ratings.names[i] for i in order]
+    )
 
 
 def ratings_report(
@@ -278,18 +285,28 @@ def _compute_agreement(project: Project, round_ids: Sequence[int] | None, filter
     patterns = sql.agreement_patterns(project_id=project.pk, round_ids=round_ids, filters=filters)
     counts, items = patterns[:, :-1], patterns[:, -1]
     # Without strength: A = the four strengths and unknown, same for B.
-    plain = np.column_stack([counts[:, 0:4].sum(axis=1) + counts[:, 8], counts[:, 4:8].sum(axis=1) + counts[:, 9], counts[:, 10:13]])
+    plain = np.column_stack(
+        [counts[:, 0:4].sum(axis=1) + counts[:, 8], counts[:, 4:8].sum(axis=1) + counts[:, 9], counts[:, 10:13]]
+    )
     # With strength: items where a verdict for a side lacks its strength (imports) are left out.
     known = (counts[:, 8] == 0) & (counts[:, 9] == 0)
     strong = np.column_stack([counts[known, 0:8], counts[known, 10:13]])
     without = agreement_stats.agreement(plain, items)
     with_ = agreement_stats.agreement(strong, items[known])
     without = agreement_stats.Agreement(
-        without.items, without.judgments, without.pairwise, without.fleiss_kappa, without.krippendorff_alpha,
+        without.items,
+        without.judgments,
+        without.pairwise,
+        without.fleiss_kappa,
+        without.krippendorff_alpha,
         agreement_stats.gwet_ac1(plain, items, categories=len(agreement_stats.CATEGORIES)),
     )
     with_ = agreement_stats.Agreement(
-        with_.items, with_.judgments, with_.pairwise, with_.fleiss_kappa, with_.krippendorff_alpha,
+        with_.items,
+        with_.judgments,
+        with_.pairwise,
+        with_.fleiss_kappa,
+        with_.krippendorff_alpha,
         agreement_stats.gwet_ac1(strong, items[known], categories=len(agreement_stats.STRENGTH_CATEGORIES)),
     )
     tables: dict[tuple[int, int], dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
@@ -322,7 +339,10 @@ def _compute_agreement(project: Project, round_ids: Sequence[int] | None, filter
         if len(pairs) >= MAX_PAIRS:
             break
     return AgreementReport(
-        without_strength=without, with_strength=with_, pairs=pairs, annotator_filter_ignored=filters.annotator_id is not None
+        without_strength=without,
+        with_strength=with_,
+        pairs=pairs,
+        annotator_filter_ignored=filters.annotator_id is not None,
     )
 
 

@@ -159,7 +159,8 @@ def _per_prompt_sql(*, project_id: int, round_ids: Sequence[int] | None, filters
     A/B into candidate/baseline - half the rows through the joins with two judgments per
     pair.
     """
-    judgment_clauses, judgment_params = [], []
+    judgment_clauses: list[str] = []
+    judgment_params: list[Any] = []
     start, end = _bounds(filters)
     if start is not None:
         judgment_clauses.append("j.created_at >= %s")
@@ -254,7 +255,11 @@ def _battle_rows_scanned(*, project_id: int, filters: Filters) -> list[tuple[int
 
 
 AGREEMENT_COLUMNS = [
-    *(f"SUM(CASE WHEN j.preferred = '{side}' AND j.strength = '{s}' THEN 1 ELSE 0 END)" for side in "AB" for s in agreement_stats.STRENGTHS),
+    *(
+        f"SUM(CASE WHEN j.preferred = '{side}' AND j.strength = '{s}' THEN 1 ELSE 0 END)"
+        for side in "AB"
+        for s in agreement_stats.STRENGTHS
+    ),
     "SUM(CASE WHEN j.preferred = 'A' AND j.strength = '' THEN 1 ELSE 0 END)",
     "SUM(CASE WHEN j.preferred = 'B' AND j.strength = '' THEN 1 ELSE 0 END)",
     "SUM(CASE WHEN j.preferred = 'tie' THEN 1 ELSE 0 END)",
@@ -321,9 +326,7 @@ def quality_counts(*, project_id: int, round_ids: Sequence[int] | None, filters:
         "annotation_judgment j JOIN annotation_comparison c ON c.id = j.comparison_id "
         f"JOIN annotation_round r ON r.id = c.round_id{_FROM_PROMPT if needs_prompt else ''}"
     )
-    median = (
-        "percentile_cont(0.5) WITHIN GROUP (ORDER BY j.time_spent_ms)" if postgres() else "NULL"
-    )
+    median = "percentile_cont(0.5) WITHIN GROUP (ORDER BY j.time_spent_ms)" if postgres() else "NULL"
     sql = (
         "SELECT j.annotator_id, COUNT(*), "
         "SUM(CASE WHEN j.time_spent_ms IS NOT NULL THEN 1 ELSE 0 END), "
@@ -439,7 +442,11 @@ def _battle_rows_tallied(*, project_id: int) -> list[tuple]:
 _AGREEMENT_TALLY = [
     *(f"t.a_{s}" for s in agreement_stats.STRENGTHS),
     *(f"t.b_{s}" for s in agreement_stats.STRENGTHS),
-    "t.a_unrated", "t.b_unrated", "t.tie", "t.both_bad", "t.cant_judge",
+    "t.a_unrated",
+    "t.b_unrated",
+    "t.tie",
+    "t.both_bad",
+    "t.cant_judge",
 ]
 
 
@@ -495,5 +502,7 @@ def agreement_patterns(*, project_id: int, round_ids: Sequence[int] | None, filt
 
 def project_annotator_ids(project_id: int) -> list[int]:
     """Everyone with a judgment in the project (from the tallies: one index range)."""
-    rows = fetch("SELECT annotator_id FROM insights_projectactivity WHERE project_id = %s AND judgments > 0", [project_id])
+    rows = fetch(
+        "SELECT annotator_id FROM insights_projectactivity WHERE project_id = %s AND judgments > 0", [project_id]
+    )
     return [row[0] for row in rows]

@@ -23,8 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 # (column, condition on a judgment row named {j}), in insights.models.CATEGORY_COLUMNS order.
-_STRENGTHS = (("significantly", "significantly"), ("better", "better"), ("slightly", "slightly"),
-              ("negligibly", "negligibly"), ("unrated", ""))
+_STRENGTHS = (
+    ("significantly", "significantly"),
+    ("better", "better"),
+    ("slightly", "slightly"),
+    ("negligibly", "negligibly"),
+    ("unrated", ""),
+)
 CATEGORIES: tuple[tuple[str, str], ...] = (
     *((f"a_{name}", f"{{j}}.preferred = 'A' AND {{j}}.strength = '{value}'") for name, value in _STRENGTHS),
     *((f"b_{name}", f"{{j}}.preferred = 'B' AND {{j}}.strength = '{value}'") for name, value in _STRENGTHS),
@@ -155,17 +160,34 @@ def _postgresql() -> list[str]:
         _pg_function("insights_edits_added", [_edit_activity("added", edits="+ d.n")]),
         _pg_function("insights_edits_removed", [_edit_activity("removed", edits="- d.n")]),
         _pg_function("insights_edits_changed", [_edit_activity("added", edits="")]),
-        _pg_trigger("insights_judgment_insert", "annotation_judgment", "INSERT", "NEW TABLE AS added",
-                    "insights_judgments_added"),
-        _pg_trigger("insights_judgment_delete", "annotation_judgment", "DELETE", "OLD TABLE AS removed",
-                    "insights_judgments_removed"),
-        _pg_trigger("insights_judgment_update", "annotation_judgment", "UPDATE",
-                    "OLD TABLE AS removed NEW TABLE AS added", "insights_judgments_changed"),
+        _pg_trigger(
+            "insights_judgment_insert",
+            "annotation_judgment",
+            "INSERT",
+            "NEW TABLE AS added",
+            "insights_judgments_added",
+        ),
+        _pg_trigger(
+            "insights_judgment_delete",
+            "annotation_judgment",
+            "DELETE",
+            "OLD TABLE AS removed",
+            "insights_judgments_removed",
+        ),
+        _pg_trigger(
+            "insights_judgment_update",
+            "annotation_judgment",
+            "UPDATE",
+            "OLD TABLE AS removed NEW TABLE AS added",
+            "insights_judgments_changed",
+        ),
         _pg_trigger("insights_edit_insert", "annotation_edit", "INSERT", "NEW TABLE AS added", "insights_edits_added"),
-        _pg_trigger("insights_edit_delete", "annotation_edit", "DELETE", "OLD TABLE AS removed",
-                    "insights_edits_removed"),
-        _pg_trigger("insights_edit_update", "annotation_edit", "UPDATE", "NEW TABLE AS added",
-                    "insights_edits_changed"),
+        _pg_trigger(
+            "insights_edit_delete", "annotation_edit", "DELETE", "OLD TABLE AS removed", "insights_edits_removed"
+        ),
+        _pg_trigger(
+            "insights_edit_update", "annotation_edit", "UPDATE", "NEW TABLE AS added", "insights_edits_changed"
+        ),
     ]
     for table, tally, column in _CLEANUPS:
         function = f"insights_{table.removeprefix('annotation_')}_gone"
@@ -176,14 +198,21 @@ def _postgresql() -> list[str]:
 
 def _postgresql_drop() -> list[str]:
     triggers = [
-        ("insights_judgment_insert", "annotation_judgment"), ("insights_judgment_delete", "annotation_judgment"),
-        ("insights_judgment_update", "annotation_judgment"), ("insights_edit_insert", "annotation_edit"),
-        ("insights_edit_delete", "annotation_edit"), ("insights_edit_update", "annotation_edit"),
+        ("insights_judgment_insert", "annotation_judgment"),
+        ("insights_judgment_delete", "annotation_judgment"),
+        ("insights_judgment_update", "annotation_judgment"),
+        ("insights_edit_insert", "annotation_edit"),
+        ("insights_edit_delete", "annotation_edit"),
+        ("insights_edit_update", "annotation_edit"),
         *((f"insights_{t.removeprefix('annotation_')}_gone_trigger", t) for t, _, _ in _CLEANUPS),
     ]
     functions = [
-        "insights_judgments_added", "insights_judgments_removed", "insights_judgments_changed",
-        "insights_edits_added", "insights_edits_removed", "insights_edits_changed",
+        "insights_judgments_added",
+        "insights_judgments_removed",
+        "insights_judgments_changed",
+        "insights_edits_added",
+        "insights_edits_removed",
+        "insights_edits_changed",
         *(f"insights_{t.removeprefix('annotation_')}_gone" for t, _, _ in _CLEANUPS),
     ]
     return [f"DROP TRIGGER IF EXISTS {name} ON {table}" for name, table in triggers] + [
@@ -223,7 +252,9 @@ def _row_add(row: str) -> list[str]:
 
 
 def _row_remove(row: str) -> list[str]:
-    subtract = ", ".join(f"{name} = {name} - (CASE WHEN {cond.format(j=row)} THEN 1 ELSE 0 END)" for name, cond in CATEGORIES)
+    subtract = ", ".join(
+        f"{name} = {name} - (CASE WHEN {cond.format(j=row)} THEN 1 ELSE 0 END)" for name, cond in CATEGORIES
+    )
     versions = (
         f"SELECT c.round_id, sa.model_version_id AS va, sb.model_version_id AS vb FROM annotation_comparison c "
         f"JOIN annotation_sample sa ON sa.id = c.sample_a_id JOIN annotation_sample sb ON sb.id = c.sample_b_id "
@@ -262,7 +293,9 @@ def _sqlite() -> list[str]:
     sql = [
         _sqlite_trigger("insights_judgment_insert", "INSERT", "annotation_judgment", _row_add("NEW")),
         _sqlite_trigger("insights_judgment_delete", "DELETE", "annotation_judgment", _row_remove("OLD")),
-        _sqlite_trigger("insights_judgment_update", "UPDATE", "annotation_judgment", _row_remove("OLD") + _row_add("NEW")),
+        _sqlite_trigger(
+            "insights_judgment_update", "UPDATE", "annotation_judgment", _row_remove("OLD") + _row_add("NEW")
+        ),
         _sqlite_trigger("insights_edit_insert", "INSERT", "annotation_edit", [_row_edit("NEW", "+ 1")]),
         _sqlite_trigger("insights_edit_delete", "DELETE", "annotation_edit", [_row_edit("OLD", "- 1")]),
         _sqlite_trigger("insights_edit_update", "UPDATE", "annotation_edit", [_row_edit("NEW", "+ 0")]),
@@ -270,7 +303,9 @@ def _sqlite() -> list[str]:
     for table, tally, column in _CLEANUPS:
         sql.append(
             _sqlite_trigger(
-                f"insights_{table.removeprefix('annotation_')}_gone", "DELETE", table,
+                f"insights_{table.removeprefix('annotation_')}_gone",
+                "DELETE",
+                table,
                 [f"DELETE FROM {tally} WHERE {column} = OLD.id"],
             )
         )
@@ -279,8 +314,12 @@ def _sqlite() -> list[str]:
 
 def _sqlite_drop() -> list[str]:
     names = [
-        "insights_judgment_insert", "insights_judgment_delete", "insights_judgment_update",
-        "insights_edit_insert", "insights_edit_delete", "insights_edit_update",
+        "insights_judgment_insert",
+        "insights_judgment_delete",
+        "insights_judgment_update",
+        "insights_edit_insert",
+        "insights_edit_delete",
+        "insights_edit_update",
         *(f"insights_{t.removeprefix('annotation_')}_gone" for t, _, _ in _CLEANUPS),
     ]
     return [f"DROP TRIGGER IF EXISTS {name}" for name in names]

@@ -13,10 +13,11 @@ import csv
 import json
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_safe
 from accounts.roles import ROLE_LABELS, Role, has_role
 from annotation.models import Project
 from annotation.selectors import project_get
+from core.http import HtmxHttpRequest
 from insights import reports
 from insights.cache import Pending
 from insights.filters import FilterError, Scope, resolve_filters
@@ -36,24 +38,35 @@ REFRESH_SECONDS = 30
 PENDING_POLL_SECONDS = 2
 
 WIN_COLUMNS = [
-    "wins", "losses", "ties", "both_bad", "cant_judge", "n", "prompts", "win_rate",
-    "wilson_low", "wilson_high", "bootstrap_low", "bootstrap_high", "sign_test_p",
+    "wins",
+    "losses",
+    "ties",
+    "both_bad",
+    "cant_judge",
+    "n",
+    "prompts",
+    "win_rate",
+    "wilson_low",
+    "wilson_high",
+    "bootstrap_low",
+    "bootstrap_high",
+    "sign_test_p",
 ]
 
 
-def _require_reader(request: HttpRequest) -> None:
+def _require_reader(request: HtmxHttpRequest) -> None:
     if not has_role(request.user, *READERS):
         raise PermissionDenied("This page is for: " + ", ".join(ROLE_LABELS[r] for r in READERS))
 
 
-def _project_or_404(request: HttpRequest, slug: str) -> Project:
+def _project_or_404(request: HtmxHttpRequest, slug: str) -> Project:
     project = project_get(slug=slug, user=request.user)
     if project is None:
         raise Http404("no such project")
     return project
 
 
-def _scope(request: HttpRequest, slug: str) -> Scope:
+def _scope(request: HtmxHttpRequest, slug: str) -> Scope:
     """The checked request (raises FilterError when the filters are refused)."""
     _require_reader(request)
     return resolve_filters(request.GET or None, _project_or_404(request, slug))
@@ -78,7 +91,7 @@ def _forest_chart(rows: list[tuple[str, WinRate]]) -> dict[str, Any]:
     return {
         "labels": [label for label, _ in rows],
         "rate": [r.rate for _, r in rows],
-        "interval": [list(r.bootstrap or r.wilson) if (r.bootstrap or r.wilson) else None for _, r in rows],
+        "interval": [list(r.bootstrap or r.wilson or ()) or None for _, r in rows],
         "n": [r.counts.n for _, r in rows],
     }
 
@@ -113,28 +126,35 @@ def _section_data(req: Scope, section: str, *, wait: bool) -> dict[str, Any]:
             tags = next((b.rows for b in report.breakdowns if b.name == "tag"), [])
             context["tag_chart"] = _forest_chart(tags)
             context["tag_chart_json"] = _json(context["tag_chart"])
-            context["verdict_chart_json"] = _json({
-                "labels": ["Candidate better", "Tie", "Both bad", "Baseline better", "Can't judge"],
-                "values": [
-                    report.overall.counts.wins, report.overall.counts.ties, report.overall.counts.both_bad,
-                    report.overall.counts.losses, report.overall.counts.cant_judge,
-                ],
-            })
+            context["verdict_chart_json"] = _json(
+                {
+                    "labels": ["Candidate better", "Tie", "Both bad", "Baseline better", "Can't judge"],
+                    "values": [
+                        report.overall.counts.wins,
+                        report.overall.counts.ties,
+                        report.overall.counts.both_bad,
+                        report.overall.counts.losses,
+                        report.overall.counts.cant_judge,
+                    ],
+                }
+            )
     elif section == "ratings":
-        report = reports.ratings_report(project=project, filters=filters, anchor=req.anchor, wait=wait)
-        context["ratings"] = report
-        if report.ratings is not None:
-            context["ratings_rows"] = report.ratings.table()
-            context["matrix_rows"] = list(zip(report.names, report.matrix, strict=True))
+        ratings = reports.ratings_report(project=project, filters=filters, anchor=req.anchor, wait=wait)
+        context["ratings"] = ratings
+        if ratings.ratings is not None:
+            context["ratings_rows"] = ratings.ratings.table()
+            context["matrix_rows"] = list(zip(ratings.names, ratings.matrix, strict=True))
     elif section == "agreement":
-        context["agreement"] = reports.agreement_report(project=project, round_ids=round_ids, filters=filters, wait=wait)
+        context["agreement"] = reports.agreement_report(
+            project=project, round_ids=round_ids, filters=filters, wait=wait
+        )
     elif section == "quality":
         context["quality"] = reports.quality_for(project=project, round_ids=round_ids, filters=filters, wait=wait)
     return context
 
 
 def _base_context(req: Scope) -> dict[str, Any]:
-    query = req.form.data.urlencode() if req.form.is_bound else ""
+    query = urlencode(req.form.data) if req.form.is_bound else ""
     return {
         "project": req.project,
         "form": req.form,
@@ -152,7 +172,7 @@ def _base_context(req: Scope) -> dict[str, Any]:
     }
 
 
-def _bad_filters(request: HttpRequest, error: FilterError, slug: str) -> HttpResponse:
+def _bad_filters(request: HtmxHttpRequest, error: FilterError, slug: str) -> HttpResponse:
     project = _project_or_404(request, slug)
     form = error.form
     context = {"project": project, "form": form, "rounds": list(form.rounds.values()), "invalid": True, "query": ""}
@@ -161,7 +181,7 @@ def _bad_filters(request: HttpRequest, error: FilterError, slug: str) -> HttpRes
 
 @login_required
 @require_safe
-def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     try:
         req = _scope(request, slug)
     except FilterError as error:
@@ -180,7 +200,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_safe
-def dashboard_section(request: HttpRequest, slug: str, section: str) -> HttpResponse:
+def dashboard_section(request: HtmxHttpRequest, slug: str, section: str) -> HttpResponse:
     """One section as a fragment (the htmx poll); outside htmx, the whole page."""
     if section not in SECTIONS:
         raise Http404("no such section")
@@ -189,7 +209,8 @@ def dashboard_section(request: HttpRequest, slug: str, section: str) -> HttpResp
     except FilterError as error:
         return HttpResponse(
             "Invalid filters: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in error.errors.items()),
-            status=400, content_type="text/plain; charset=utf-8",
+            status=400,
+            content_type="text/plain; charset=utf-8",
         )
     context = _base_context(req)
     context.update(_section_context(req, section, wait=False))
@@ -201,13 +222,32 @@ def dashboard_section(request: HttpRequest, slug: str, section: str) -> HttpResp
 # --- CSV ---------------------------------------------------------------------------------
 
 CSV_TABLES = (
-    "history", "round", "strength", "tag", "safety", "turn", "annotator",
-    "ratings", "win-matrix", "agreement", "agreement-pairs", "quality",
+    "history",
+    "round",
+    "strength",
+    "tag",
+    "safety",
+    "turn",
+    "annotator",
+    "ratings",
+    "win-matrix",
+    "agreement",
+    "agreement-pairs",
+    "quality",
 )
 _TABLE_SECTION = {
-    "history": "summary", "round": "round", "strength": "round", "tag": "round", "safety": "round", "turn": "round",
-    "annotator": "round", "ratings": "ratings", "win-matrix": "ratings", "agreement": "agreement",
-    "agreement-pairs": "agreement", "quality": "quality",
+    "history": "summary",
+    "round": "round",
+    "strength": "round",
+    "tag": "round",
+    "safety": "round",
+    "turn": "round",
+    "annotator": "round",
+    "ratings": "ratings",
+    "win-matrix": "ratings",
+    "agreement": "agreement",
+    "agreement-pairs": "agreement",
+    "quality": "quality",
 }
 
 
@@ -221,11 +261,17 @@ def table_rows(req: Scope, table: str) -> tuple[list[str], list[list[Any]]]:
     context = _section_context(req, _TABLE_SECTION[table])
     if table == "history":
         header = ["round", "name", "baseline", "candidate", "status", *WIN_COLUMNS]
-        return header, [[p.number, p.label, p.baseline, p.candidate, p.status, *_win_cells(p.result)] for p in context["history"]]
+        return header, [
+            [p.number, p.label, p.baseline, p.candidate, p.status, *_win_cells(p.result)] for p in context["history"]
+        ]
     if _TABLE_SECTION[table] == "round":
         report = context["report"]
         if table == "round":
-            rows = [] if report is None else [[req.round.number, str(req.round), *_win_cells(report.overall)]]
+            rows = (
+                []
+                if report is None or req.round is None
+                else [[req.round.number, str(req.round), *_win_cells(report.overall)]]
+            )
             return ["round", "name", *WIN_COLUMNS], rows
         breakdown = [] if report is None else next(b.rows for b in report.breakdowns if b.name == table)
         return [table, *WIN_COLUMNS], [[label, *_win_cells(result)] for label, result in breakdown]
@@ -237,7 +283,15 @@ def table_rows(req: Scope, table: str) -> tuple[list[str], list[list[Any]]]:
         return ["model", *names], [[name, *row] for name, row in context.get("matrix_rows", [])]
     if table == "agreement":
         report = context["agreement"]
-        header = ["scheme", "items", "judgments", "pairwise_agreement", "fleiss_kappa", "krippendorff_alpha", "gwet_ac1"]
+        header = [
+            "scheme",
+            "items",
+            "judgments",
+            "pairwise_agreement",
+            "fleiss_kappa",
+            "krippendorff_alpha",
+            "gwet_ac1",
+        ]
         rows = []
         for scheme, result in (("without strength", report.without_strength), ("with strength", report.with_strength)):
             data = result.as_dict()
@@ -245,19 +299,47 @@ def table_rows(req: Scope, table: str) -> tuple[list[str], list[list[Any]]]:
         return header, rows
     if table == "agreement-pairs":
         header = ["first", "second", "items", "agreement", "cohen_kappa", "cohen_kappa_with_strength"]
-        return header, [[p.first, p.second, p.items, p.agreement, p.kappa, p.kappa_strength] for p in context["agreement"].pairs]
+        return header, [
+            [p.first, p.second, p.items, p.agreement, p.kappa, p.kappa_strength] for p in context["agreement"].pairs
+        ]
     # quality
     header = [
-        "annotator", "judgments", "median_seconds", "sided", "left_share", "left_p", "shared", "agreement_with_majority",
-        "agreement_p", "gold_items", "gold_accuracy", "edits", "edit_rate", "flags",
+        "annotator",
+        "judgments",
+        "median_seconds",
+        "sided",
+        "left_share",
+        "left_p",
+        "shared",
+        "agreement_with_majority",
+        "agreement_p",
+        "gold_items",
+        "gold_accuracy",
+        "edits",
+        "edit_rate",
+        "flags",
     ]
     rows = []
     for row in context["quality"]:
         f = row.figures
-        rows.append([
-            f.username, f.judgments, row.median_seconds, f.sided, row.left_share, row.left_p, f.shared, row.agreement,
-            row.agreement_p, f.gold_items, row.gold_accuracy, f.edits, row.edit_rate, "; ".join(row.flags),
-        ])
+        rows.append(
+            [
+                f.username,
+                f.judgments,
+                row.median_seconds,
+                f.sided,
+                row.left_share,
+                row.left_p,
+                f.shared,
+                row.agreement,
+                row.agreement_p,
+                f.gold_items,
+                row.gold_accuracy,
+                f.edits,
+                row.edit_rate,
+                "; ".join(row.flags),
+            ]
+        )
     return header, rows
 
 
@@ -281,7 +363,7 @@ def _write_csv(response: HttpResponse, header: list[str], rows: Iterable[list[An
 
 @login_required
 @require_safe
-def dashboard_csv(request: HttpRequest, slug: str, table: str) -> HttpResponse:
+def dashboard_csv(request: HtmxHttpRequest, slug: str, table: str) -> HttpResponse:
     if table not in CSV_TABLES:
         raise Http404("no such table")
     try:
@@ -290,7 +372,11 @@ def dashboard_csv(request: HttpRequest, slug: str, table: str) -> HttpResponse:
         return HttpResponse(json.dumps(error.form.errors.get_json_data()), status=400, content_type="application/json")
     header, rows = table_rows(req, table)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    suffix = f"-round{req.round.number}" if req.round is not None and _TABLE_SECTION[table] in ("round", "agreement", "quality") else ""
+    suffix = (
+        f"-round{req.round.number}"
+        if req.round is not None and _TABLE_SECTION[table] in ("round", "agreement", "quality")
+        else ""
+    )
     response["Content-Disposition"] = f'attachment; filename="{req.project.slug}-{table}{suffix}.csv"'
     _write_csv(response, header, rows)
     return response

@@ -102,7 +102,9 @@ class RoundSamplingConfigApi(BaseApi):
             help_text='e.g. {"seed": 0, "temperatures": [0.7, 1.0], "seeds": [0, 1], "max_tokens": 512, "tag": "code"}',
         )
         arena_versions = serializers.PrimaryKeyRelatedField(
-            queryset=ModelVersion.objects.all(), many=True, required=False,
+            queryset=ModelVersion.objects.all(),
+            many=True,
+            required=False,
             help_text="Arena rounds: versions taking part besides baseline and candidate.",
         )
 
@@ -124,8 +126,13 @@ class RoundSamplingConfigApi(BaseApi):
 
         def get_arms(self, obj: Any) -> list[dict[str, Any]]:
             return [
-                {"arm": a.key, "model_version": a.version.pk, "model_version_name": a.version.name,
-                 "seed": a.seed, "params": a.params.request_fields()}
+                {
+                    "arm": a.key,
+                    "model_version": a.version.pk,
+                    "model_version_name": a.version.name,
+                    "seed": a.seed,
+                    "params": a.params.request_fields(),
+                }
                 for a in round_arms(obj)
             ]
 
@@ -236,7 +243,7 @@ class ModelVersionListApi(BaseApi):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         backend = serializers.ChoiceField(choices=Backend.choices, default=Backend.IMPORTED)
-        parent = serializers.PrimaryKeyRelatedField(
+        parent = serializers.PrimaryKeyRelatedField(  # type: ignore[assignment]  # a field named like Field.parent
             queryset=ModelVersion.objects.all(), allow_null=True, required=False, default=None
         )
         config = serializers.DictField(required=False, default=dict, help_text="Backend settings (engine path, URL…).")
@@ -249,7 +256,7 @@ class ModelVersionListApi(BaseApi):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         name = serializers.CharField()
-        parent = serializers.IntegerField(source="parent_id", allow_null=True)
+        parent = serializers.IntegerField(source="parent_id", allow_null=True)  # type: ignore[assignment]  # a field named like Field.parent
         parent_name = serializers.CharField(source="parent.name", allow_null=True)
         backend = serializers.ChoiceField(choices=Backend.choices)
         config = serializers.DictField()
@@ -321,7 +328,9 @@ class RoundListApi(BaseApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         round_ = rounds.round_create(project=project, **serializer.validated_data)
-        return Response(self.OutputSerializer(annotation_selectors.round_get(pk=round_.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(
+            self.OutputSerializer(annotation_selectors.round_get(pk=round_.pk)).data, status=status.HTTP_201_CREATED
+        )
 
 
 @extend_schema(tags=["rounds"])
@@ -386,4 +395,6 @@ class RoundBuildComparisonsApi(BaseApi):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = rounds.round_build_comparisons(round_=round_, **serializer.validated_data)
-        return Response(self.OutputSerializer({"created": created, "round": annotation_selectors.round_get(pk=pk)}).data)
+        return Response(
+            self.OutputSerializer({"created": created, "round": annotation_selectors.round_get(pk=pk)}).data
+        )

@@ -71,9 +71,7 @@ def round_sampling_config(round_: Round) -> RoundSampling:
     try:
         return RoundSampling.model_validate(round_.sampling or {})
     except PydanticError as exc:
-        raise ValidationError(
-            {"sampling": [f"{k}: {'; '.join(v)}" for k, v in pydantic_errors(exc).items()]}
-        ) from exc
+        raise ValidationError({"sampling": [f"{k}: {'; '.join(v)}" for k, v in pydantic_errors(exc).items()]}) from exc
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,9 @@ class Arm:
         return self.version.backend != Backend.IMPORTED
 
 
-def _params(version: ModelVersion, config: RoundSampling, *, seed: int, temperature: float | None = None) -> SamplingParams:
+def _params(
+    version: ModelVersion, config: RoundSampling, *, seed: int, temperature: float | None = None
+) -> SamplingParams:
     try:
         return sampling_params_for(
             version,
@@ -178,7 +178,7 @@ def round_pairs(round_: Round, arms: list[Arm], prompt_ids: list[int]) -> dict[i
     if len(arms) < 2:
         return {}
     if round_.pairing != PairingStrategy.ARENA:
-        return {pid: (arms[0], arms[1]) for pid in prompt_ids}
+        return dict.fromkeys(prompt_ids, (arms[0], arms[1]))
     pairs = list(itertools.combinations(arms, 2))
     random.Random(f"arena:{round_.pk}").shuffle(pairs)
     return {pid: pairs[index % len(pairs)] for index, pid in enumerate(prompt_ids)}
@@ -190,7 +190,6 @@ def round_generates(round_: Round) -> bool:
         return any(arm.generates for arm in round_arms(round_))
     except ValidationError:
         return round_.baseline.generates or round_.candidate.generates
-
 
 
 def sample_usable(sample: Sample) -> bool:

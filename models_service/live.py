@@ -17,9 +17,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from annotation.assignment import assignment_grant
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -34,12 +35,12 @@ from annotation.models import (
     Sample,
     Side,
 )
-from annotation.assignment import assignment_grant
 from core.text import identity_matcher, messages_hash, messages_normalize, messages_turns, text_clean, text_hash
 from models_service.arms import LIVE_SOURCE, round_arms, sample_usable
 from models_service.backends import Backend as BackendAdapter
 from models_service.backends import Generation, GenerationRequest, SamplingParams, StreamEvent, backend_for
 from models_service.models import Backend, LiveTurn, ModelVersion
+
 
 class LiveUnavailable(ValidationError):
     """Live mode cannot run for this project now; the message says why, for the annotator."""
@@ -53,9 +54,11 @@ def live_round(project: Project) -> Round:
     generating arms that can stream."""
     if not project.live_mode:
         raise LiveUnavailable("Live prompts are not switched on for this project.")
-    for round_ in Round.objects.filter(project=project, status=RoundStatus.OPEN).select_related(
-        "baseline", "candidate"
-    ).order_by("-number"):
+    for round_ in (
+        Round.objects.filter(project=project, status=RoundStatus.OPEN)
+        .select_related("baseline", "candidate")
+        .order_by("-number")
+    ):
         try:
             arms = round_arms(round_)
         except ValidationError:
@@ -100,8 +103,10 @@ def _live_rate_check(annotator: Any) -> None:
     oldest = recent.values_list("created_at", flat=True)[recent.count() - limit]
     minutes = max(1, int((oldest + timedelta(hours=1) - timezone.now()).total_seconds() // 60) + 1)
     raise ValidationError(
-        {"text": f"You have asked for {limit} live answers in the last hour, the most allowed. "
-                 f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or judge the pairs of the open round meanwhile."}
+        {
+            "text": f"You have asked for {limit} live answers in the last hour, the most allowed. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or judge the pairs of the open round meanwhile."
+        }
     )
 
 
@@ -124,7 +129,9 @@ def live_turn_start(*, project: Project, annotator: Any, text: str, parent: Live
                 {"parent": "This dialogue cannot go on: no answer was preferred (or edited). Start a new prompt."}
             )
         if not reply.strip():
-            raise ValidationError({"parent": "The answer you preferred is empty, so the dialogue cannot go on. Start a new prompt."})
+            raise ValidationError(
+                {"parent": "The answer you preferred is empty, so the dialogue cannot go on. Start a new prompt."}
+            )
         history = list(parent.prompt.messages) + [{"role": "assistant", "content": reply}]
     try:
         messages = messages_normalize(history + [{"role": "user", "content": text}])
@@ -296,6 +303,9 @@ class LiveJudging:
 
 
 def live_comparison_get_or_create(turn: LiveTurn) -> tuple[Comparison, bool]:
+    """The comparison of the turn's two stored answers (created when missing)."""
+    if turn.sample_a_id is None or turn.sample_b_id is None:
+        raise ValueError("a live turn makes a comparison once both of its answers are stored")
     comparison = Comparison.objects.filter(
         round=turn.round, sample_a_id=turn.sample_a_id, sample_b_id=turn.sample_b_id
     ).first()
@@ -333,12 +343,13 @@ def live_assignment_create(*, turn: LiveTurn) -> LiveJudging:
     if not (sample_usable(turn.sample_a) and sample_usable(turn.sample_b)):
         return LiveJudging(
             None,
-            "An answer was held back for a lead to review, so this turn is kept out of the data. "
-            "Start a new prompt.",
+            "An answer was held back for a lead to review, so this turn is kept out of the data. Start a new prompt.",
             "flagged",
         )
     if turn.sample_a_id == turn.sample_b_id:
-        return LiveJudging(None, "Both answers are the same text; there is nothing to compare. Start a new prompt.", "same")
+        return LiveJudging(
+            None, "Both answers are the same text; there is nothing to compare. Start a new prompt.", "same"
+        )
     comparison, _ = live_comparison_get_or_create(turn)
     assignment = Assignment.objects.filter(comparison=comparison, annotator=turn.annotator).first()
     if assignment is None:

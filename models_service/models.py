@@ -140,6 +140,9 @@ class SamplingFailure(models.Model):
         ordering = ["job", "prompt"]
         constraints = [models.UniqueConstraint(fields=["job", "prompt"], name="samplingfailure_one_per_prompt")]
 
+    def __str__(self) -> str:
+        return f"Prompt {self.prompt_id} of job {self.job_id}: {self.error[:60]}"
+
 
 class LiveTurn(models.Model):
     """One turn of a live dialogue: the annotator's prompt, two answers streamed into the
@@ -159,8 +162,12 @@ class LiveTurn(models.Model):
     seed_b = models.BigIntegerField()
     # Which answer the page shows on the left, decided once when the turn starts.
     left = models.CharField(max_length=1, choices=[("A", "A"), ("B", "B")])
-    sample_a = models.ForeignKey("annotation.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    sample_b = models.ForeignKey("annotation.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    sample_a = models.ForeignKey(
+        "annotation.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sample_b = models.ForeignKey(
+        "annotation.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     error_a = models.TextField(blank=True)
     error_b = models.TextField(blank=True)
     comparison = models.ForeignKey(
@@ -174,3 +181,6 @@ class LiveTurn(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["annotator", "project", "created_at"], name="liveturn_by_annotator")]
+
+    def __str__(self) -> str:
+        return f"Live turn {self.pk} of {self.annotator_id}"

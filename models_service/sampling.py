@@ -46,7 +46,14 @@ from models_service.arms import (
     sample_usable,
 )
 from models_service.backends import Backend as BackendAdapter
-from models_service.backends import Generation, GenerationError, GenerationRequest, SamplingParams, backend_for, pydantic_errors
+from models_service.backends import (
+    Generation,
+    GenerationError,
+    GenerationRequest,
+    SamplingParams,
+    backend_for,
+    pydantic_errors,
+)
 from models_service.live import live_comparison_get_or_create
 from models_service.models import JobStatus, LiveTurn, ModelVersion, SamplingFailure, SamplingJob
 
@@ -143,7 +150,9 @@ def round_sampling_configure(
         versions = list(ModelVersion.objects.filter(pk__in=arena_version_ids))
         missing = set(arena_version_ids) - {v.pk for v in versions}
         if missing:
-            raise ValidationError({"arena_versions": [f"No model version with id {', '.join(map(str, sorted(missing)))}."]})
+            raise ValidationError(
+                {"arena_versions": [f"No model version with id {', '.join(map(str, sorted(missing)))}."]}
+            )
         round_.arena_versions.set(versions)
     round_arms(round_)  # the whole configuration must make sense now, not at sampling time
     return round_
@@ -180,7 +189,9 @@ def _claim(job_id: int, *, resume: bool = False) -> bool:
     claimed = (
         SamplingJob.objects.filter(pk=job_id)
         .filter(takeable)
-        .update(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, runs=F("runs") + 1, error="")
+        .update(
+            status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, finished_at=None, runs=F("runs") + 1, error=""
+        )
     )
     return claimed == 1
 
@@ -194,7 +205,9 @@ def _record_failures(job: SamplingJob, errors: dict[int, GenerationError]) -> No
     for prompt_id, error in errors.items():
         failure = existing.get(prompt_id)
         if failure is None:
-            new.append(SamplingFailure(job=job, prompt_id=prompt_id, error=error.message[:4000], retryable=error.retryable))
+            new.append(
+                SamplingFailure(job=job, prompt_id=prompt_id, error=error.message[:4000], retryable=error.retryable)
+            )
         else:
             SamplingFailure.objects.filter(pk=failure.pk).update(
                 error=error.message[:4000], retryable=error.retryable, attempts=F("attempts") + 1, last_failed_at=now
@@ -241,7 +254,9 @@ def _store_samples(job: SamplingJob, project: Project, results: dict[int, Genera
         # (prompt, version, text) is unique too: this version already gave the very same
         # answer to this prompt under another seed. Two equal texts make no pair.
         twin = (
-            Sample.objects.filter(prompt_id=row.prompt_id, model_version_id=job.model_version_id, text_hash=row.text_hash)
+            Sample.objects.filter(
+                prompt_id=row.prompt_id, model_version_id=job.model_version_id, text_hash=row.text_hash
+            )
             .values_list("seed", flat=True)
             .first()
         )
@@ -268,9 +283,9 @@ def sampling_job_run(*, job_id: int, resume: bool = False) -> SamplingJob | None
     with the reason and propagates, for the task to retry with ``resume``."""
     if not _claim(job_id, resume=resume):
         return None
-    job = SamplingJob.objects.select_related("round__project", "round__baseline", "round__candidate", "model_version").get(
-        pk=job_id
-    )
+    job = SamplingJob.objects.select_related(
+        "round__project", "round__baseline", "round__candidate", "model_version"
+    ).get(pk=job_id)
     round_ = job.round
     project = round_.project
     adapter: BackendAdapter | None = None
@@ -288,7 +303,7 @@ def sampling_job_run(*, job_id: int, resume: bool = False) -> SamplingJob | None
         if missing:
             try:
                 adapter = backend_for(job.model_version)
-            except Exception as exc:  # noqa: BLE001 - missing library, bad directory, no GPU: recorded below
+            except Exception as exc:
                 message = f"the {job.model_version.backend} backend could not start: {type(exc).__name__}: {exc}"[:4000]
                 _record_failures(job, {pid: GenerationError(message, retryable=True) for pid in missing})
                 _job_counters(job, total, sampled)
@@ -339,14 +354,16 @@ def _run_batches(
         if Round.objects.filter(pk=job.round_id, status=RoundStatus.CLOSED).exists():
             # A lead closed the round: stop spending GPU time on it, and say what is left.
             closed = GenerationError("not sampled: the round was closed while sampling ran", retryable=False)
-            _record_failures(job, {pid: closed for pid in dict.fromkeys(queue)})
+            _record_failures(job, dict.fromkeys(dict.fromkeys(queue), closed))
             break
         batch, queue = queue[:batch_size], queue[batch_size:]
         messages = dict(Prompt.objects.filter(pk__in=batch).values_list("id", "messages"))
         batch = [pid for pid in batch if pid in messages]  # a prompt deleted meanwhile
         results = list(adapter.generate([GenerationRequest(messages=messages[pid], params=params) for pid in batch]))
         if len(results) != len(batch):  # a backend bug must not make prompts vanish
-            results = (results + [GenerationError("the backend returned no answer for this prompt")] * len(batch))[: len(batch)]
+            results = (results + [GenerationError("the backend returned no answer for this prompt")] * len(batch))[
+                : len(batch)
+            ]
         good: dict[int, Generation] = {}
         bad: dict[int, GenerationError] = {}
         for pid, result in zip(batch, results, strict=True):
@@ -432,7 +449,9 @@ def comparisons_build_sampled(*, round_: Round, prompt_ids: list[int] | None = N
         first, second = pairs[pid]
         a, b = usable[first.key].get(pid), usable[second.key].get(pid)
         if a and b and a != b:
-            new.append(Comparison(round=round_, prompt_id=pid, sample_a_id=a, sample_b_id=b, required_judgments=overlap))
+            new.append(
+                Comparison(round=round_, prompt_id=pid, sample_a_id=a, sample_b_id=b, required_judgments=overlap)
+            )
     Comparison.objects.bulk_create(new, batch_size=1000)
     return len(new)
 
@@ -449,7 +468,9 @@ def sample_release(*, sample: Sample) -> int:
     Sample.objects.filter(pk=sample.pk).update(identity_released=True)
     sample.identity_released = True
     created = 0
-    rounds = Round.objects.filter(project_id=sample.prompt.project_id, sampling_jobs__model_version=sample.model_version_id)
+    rounds = Round.objects.filter(
+        project_id=sample.prompt.project_id, sampling_jobs__model_version=sample.model_version_id
+    )
     for round_ in rounds.exclude(status=RoundStatus.CLOSED).distinct():
         created += comparisons_build_sampled(round_=round_, prompt_ids=[sample.prompt_id])
     turns = LiveTurn.objects.filter(Q(sample_a=sample) | Q(sample_b=sample), comparison__isnull=True).select_related(

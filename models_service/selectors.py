@@ -20,6 +20,9 @@ class RoundProgress:
     sampled: int = 0
     failed: int = 0
     comparisons: int = 0
+    # Filled in by the sampling panel: the first failures to list, and how many more there are.
+    failures_shown: list[SamplingFailure] = field(default_factory=list)
+    failures_more: int = 0
 
     @property
     def active(self) -> bool:

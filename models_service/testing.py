@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -39,10 +40,16 @@ _CORPUS = [
 # 1.1B shape for throughput measurements on a GPU (random weights: the numbers measure
 # the machinery, not the quality).
 SHAPES: dict[str, dict[str, int]] = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
     "tinyllama-1.1b": dict(
-        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-        num_key_value_heads=4, vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
     ),
 }
 
@@ -84,7 +91,7 @@ def build_tiny_chat_model(directory: Path | str, *, seed: int = 0, shape: str = 
     fast.save_pretrained(directory)
 
     torch.manual_seed(seed)
-    dims = dict(SHAPES[shape])
+    dims: dict[str, Any] = dict(SHAPES[shape])
     # A vocabulary larger than the tokenizer's only costs the LM head its real size: ids
     # past the tokenizer's decode to nothing.
     vocab_size = max(len(fast), dims.pop("vocab_size", 0))
@@ -99,7 +106,7 @@ def build_tiny_chat_model(directory: Path | str, *, seed: int = 0, shape: str = 
     )
     model = LlamaForCausalLM(config)
     if shape != "tiny":
-        model = model.to(torch.bfloat16)
+        model = model.to(torch.bfloat16)  # type: ignore[arg-type]  # transformers annotates .to() for its wrapper only
     model.generation_config = GenerationConfig(
         do_sample=True,
         temperature=1.0,
@@ -153,8 +160,20 @@ class TransformersServer:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [_transformers_cli(), "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
-             "--device", "cpu", "--format", "quiet", *self.extra_args],
+            [
+                _transformers_cli(),
+                "serve",
+                self.model_dir,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--device",
+                "cpu",
+                "--format",
+                "quiet",
+                *self.extra_args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -7,7 +7,11 @@ from models_service import views
 urlpatterns = [
     path("projects/<slug:slug>/sampling/", views.sampling_panel, name="sampling-panel"),
     path("projects/<slug:slug>/sampling/rounds/<int:number>/start/", views.sampling_start_view, name="sampling-start"),
-    path("projects/<slug:slug>/sampling/samples/<int:sample_id>/release/", views.sample_release_view, name="sample-release"),
+    path(
+        "projects/<slug:slug>/sampling/samples/<int:sample_id>/release/",
+        views.sample_release_view,
+        name="sample-release",
+    ),
     path("projects/<slug:slug>/sampling/live-mode/", views.live_mode_set_view, name="live-mode-set"),
     # Live mode. URLs carry the turn id and a screen side only: never a model or a sample.
     path("live/<slug:slug>/", views.live, name="live"),

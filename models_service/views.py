@@ -21,7 +21,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
@@ -39,11 +39,13 @@ from annotation.forms import (
     JudgmentForm,
     choice_options,
     errors_placed,
+    form_errors,
     refusal_errors,
 )
 from annotation.judging import judgment_submit, screen_to_sample
 from annotation.models import EditPolicy, Project, Round
 from annotation.selectors import project_get
+from core.http import HtmxHttpRequest
 from models_service import live as live_mode
 from models_service import sampling, selectors
 from models_service.arms import round_generates
@@ -56,33 +58,34 @@ FAILURES_SHOWN = 20
 FLAGGED_SHOWN = 20
 
 
-def _require_role(request: HttpRequest, *roles: Role) -> None:
+def _require_role(request: HtmxHttpRequest, *roles: Role) -> None:
     if not has_role(request.user, *roles):
         raise PermissionDenied("This page is for: " + ", ".join(ROLE_LABELS[r] for r in roles))
 
 
-def _project_or_404(request: HttpRequest, slug: str) -> Project:
+def _project_or_404(request: HtmxHttpRequest, slug: str) -> Project:
     project = project_get(slug=slug, user=request.user)
     if project is None:
         raise Http404("no such project")
     return project
 
 
-def _fragment(request: HttpRequest) -> bool:
+def _fragment(request: HtmxHttpRequest) -> bool:
     return bool(request.htmx and not request.htmx.history_restore_request)
 
 
 # --- The lead's sampling panel --------------------------------------------------------------
 
 
-def _panel_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+def _panel_context(request: HtmxHttpRequest, project: Project) -> dict[str, Any]:
     progress = selectors.project_sampling_progress(project=project)
     for item in progress:
         failures = selectors.sampling_failure_list(round_=item.round)
         item.failures_shown = list(failures[:FAILURES_SHOWN])
         item.failures_more = max(0, item.failed - len(item.failures_shown))
     startable = [
-        r for r in Round.objects.filter(project=project).exclude(status="closed").select_related("baseline", "candidate")
+        r
+        for r in Round.objects.filter(project=project).exclude(status="closed").select_related("baseline", "candidate")
         if not r.sampling_jobs.exists() and round_generates(r)
     ]
     flagged = selectors.flagged_sample_list(project=project)
@@ -97,7 +100,7 @@ def _panel_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     }
 
 
-def _render_panel(request: HttpRequest, project: Project, status: int = 200) -> HttpResponse:
+def _render_panel(request: HtmxHttpRequest, project: Project, status: int = 200) -> HttpResponse:
     template = "models_service/sampling.html#panel" if _fragment(request) else "models_service/sampling.html"
     response = render(request, template, _panel_context(request, project), status=status)
     patch_vary_headers(response, ["HX-Request"])
@@ -107,12 +110,12 @@ def _render_panel(request: HttpRequest, project: Project, status: int = 200) -> 
 
 @login_required
 @require_safe
-def sampling_panel(request: HttpRequest, slug: str) -> HttpResponse:
+def sampling_panel(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     _require_role(request, Role.LEAD, Role.ML_ENGINEER)
     return _render_panel(request, _project_or_404(request, slug))
 
 
-def _after_action(request: HttpRequest, project: Project) -> HttpResponse:
+def _after_action(request: HtmxHttpRequest, project: Project) -> HttpResponse:
     if _fragment(request):
         return _render_panel(request, project)
     return redirect("sampling-panel", slug=project.slug)
@@ -120,7 +123,7 @@ def _after_action(request: HttpRequest, project: Project) -> HttpResponse:
 
 @login_required
 @require_POST
-def sampling_start_view(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+def sampling_start_view(request: HtmxHttpRequest, slug: str, number: int) -> HttpResponse:
     _require_role(request, Role.LEAD)
     project = _project_or_404(request, slug)
     round_ = Round.objects.filter(project=project, number=number).first()
@@ -131,13 +134,15 @@ def sampling_start_view(request: HttpRequest, slug: str, number: int) -> HttpRes
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"Sampling of round {round_.number} queued: only answers still missing are asked for.")
+        messages.success(
+            request, f"Sampling of round {round_.number} queued: only answers still missing are asked for."
+        )
     return _after_action(request, project)
 
 
 @login_required
 @require_POST
-def sample_release_view(request: HttpRequest, slug: str, sample_id: int) -> HttpResponse:
+def sample_release_view(request: HtmxHttpRequest, slug: str, sample_id: int) -> HttpResponse:
     _require_role(request, Role.LEAD)
     project = _project_or_404(request, slug)
     sample = selectors.sample_get(pk=sample_id)
@@ -154,7 +159,7 @@ def sample_release_view(request: HttpRequest, slug: str, sample_id: int) -> Http
 
 @login_required
 @require_POST
-def live_mode_set_view(request: HttpRequest, slug: str) -> HttpResponse:
+def live_mode_set_view(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     _require_role(request, Role.LEAD)
     project = _project_or_404(request, slug)
     form = LiveModeForm(request.POST)
@@ -166,7 +171,7 @@ def live_mode_set_view(request: HttpRequest, slug: str) -> HttpResponse:
 # --- Live mode ------------------------------------------------------------------------------
 
 
-def _live_project(request: HttpRequest, slug: str) -> Project:
+def _live_project(request: HtmxHttpRequest, slug: str) -> Project:
     _require_role(request, Role.ANNOTATOR)
     project = _project_or_404(request, slug)
     if not project.live_mode:
@@ -174,7 +179,7 @@ def _live_project(request: HttpRequest, slug: str) -> Project:
     return project
 
 
-def _turn_or_404(request: HttpRequest, project: Project, turn_id: int) -> LiveTurn:
+def _turn_or_404(request: HtmxHttpRequest, project: Project, turn_id: int) -> LiveTurn:
     turn = selectors.live_turn_get(pk=turn_id, annotator=request.user, project=project)
     if turn is None:
         raise Http404("no such turn")
@@ -195,7 +200,7 @@ def _live_unavailable(project: Project) -> str:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def live(request: HttpRequest, slug: str) -> HttpResponse:
+def live(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """Write a prompt (or the next message of a dialogue); both models answer on the turn's page."""
     project = _live_project(request, slug)
     parent: LiveTurn | None = None
@@ -240,7 +245,7 @@ def live(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_safe
-def live_turn(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
+def live_turn(request: HtmxHttpRequest, slug: str, turn_id: int) -> HttpResponse:
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
     context = {
@@ -265,7 +270,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 @login_required
 @require_safe
-def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> StreamingHttpResponse:
+def live_stream(request: HtmxHttpRequest, slug: str, turn_id: int, side: str) -> StreamingHttpResponse:
     """One answer of a turn as server-sent events: ``delta`` pieces, then ``done`` (or
     ``error``, or ``held`` for an answer kept from annotators)."""
     project = _live_project(request, slug)
@@ -288,7 +293,9 @@ def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> Str
         except live_mode.LiveStreamFailed:
             # The details (server address, model path) are for leads: they stay on the turn.
             logger.warning("live turn %s: the %s answer failed", turn.pk, side)
-            yield _sse("error", {"message": "This answer could not be generated: the model server did not answer. Try again."})
+            yield _sse(
+                "error", {"message": "This answer could not be generated: the model server did not answer. Try again."}
+            )
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache, no-store"
@@ -297,8 +304,14 @@ def live_stream(request: HttpRequest, slug: str, turn_id: int, side: str) -> Str
 
 
 def _render_judge(
-    request: HttpRequest, project: Project, turn: LiveTurn, *, status: int = 200,
-    values: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None, reason: str = "",
+    request: HtmxHttpRequest,
+    project: Project,
+    turn: LiveTurn,
+    *,
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    reason: str = "",
 ) -> HttpResponse:
     errors, general_errors = errors_placed(dict(errors or {}), project)
     context = {
@@ -320,28 +333,32 @@ def _render_judge(
 
 @login_required
 @require_safe
-def live_judge(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
+def live_judge(request: HtmxHttpRequest, slug: str, turn_id: int) -> HttpResponse:
     """The judgment form, once both answers are in (the author takes the comparison's first slot)."""
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
     judging = live_mode.live_assignment_create(turn=turn)
     if judging.assignment is None:
-        return _render_judge(request, project, turn, reason=judging.reason, status=409 if judging.code == "waiting" else 200)
+        return _render_judge(
+            request, project, turn, reason=judging.reason, status=409 if judging.code == "waiting" else 200
+        )
     return _render_judge(request, project, turn)
 
 
 @login_required
 @require_POST
-def live_submit(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
+def live_submit(request: HtmxHttpRequest, slug: str, turn_id: int) -> HttpResponse:
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
     turn.refresh_from_db()
     if turn.assignment_id is None:
         return _render_judge(request, project, turn, status=409, reason="Wait until both answers are complete.")
-    values = {k: str(request.POST.get(k, "")) for k in ("choice", "strength", "safety", "rationale", "edit_text", "edit_base")}
+    values = {
+        k: str(request.POST.get(k, "")) for k in ("choice", "strength", "safety", "rationale", "edit_text", "edit_base")
+    }
     form = JudgmentForm(request.POST)
     if not form.is_valid():
-        errors = {field: list(errs) for field, errs in form.errors.items()}
+        errors = form_errors(form)
         return _render_judge(request, project, turn, status=422, values=values, errors=errors)
     try:
         judgment_submit(assignment_id=turn.assignment_id, annotator=request.user, verdict=form.verdict(), screen=True)
@@ -359,4 +376,3 @@ def live_submit(request: HttpRequest, slug: str, turn_id: int) -> HttpResponse:
         "form": LivePromptForm(initial={"parent": turn.pk}),
     }
     return render(request, "models_service/live_turn.html#after", context)
-

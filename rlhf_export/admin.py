@@ -19,8 +19,19 @@ class ExportArtifactInline(admin.TabularInline):
 class ExportJobAdmin(admin.ModelAdmin):
     """Read-only: jobs are started from the export page or the API, which validate them."""
 
-    list_display = ("id", "project", "kind", "file_format", "text_format", "status", "rows_total", "attempt",
-                    "created_by", "created_at", "finished_at")
+    list_display = (
+        "id",
+        "project",
+        "kind",
+        "file_format",
+        "text_format",
+        "status",
+        "rows_total",
+        "attempt",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("status", "kind", "file_format", "project")
     list_select_related = ("project", "created_by")
     readonly_fields = [f.name for f in ExportJob._meta.fields]

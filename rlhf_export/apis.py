@@ -81,7 +81,7 @@ class ExportJobOutputSerializer(serializers.Serializer):
     def get_files(self, job: ExportJob) -> list[dict]:
         if job.status != ExportStatus.SUCCEEDED:
             return []
-        return ArtifactSerializer(selectors.export_artifact_list(job=job), many=True, context=self.context).data
+        return list(ArtifactSerializer(selectors.export_artifact_list(job=job), many=True, context=self.context).data)
 
 
 def _job_or_404(pk: int) -> ExportJob:
@@ -105,7 +105,8 @@ class ExportListApi(BaseApi):
         kind = serializers.ChoiceField(choices=ExportKind.choices)
         file_format = serializers.ChoiceField(choices=FileFormat.choices, default=FileFormat.PARQUET)
         text_format = serializers.ChoiceField(
-            choices=TextFormat.choices, default=TextFormat.STANDARD,
+            choices=TextFormat.choices,
+            default=TextFormat.STANDARD,
             help_text="TRL's standard (plain strings) or conversational (message lists) format.",
         )
         filters = serializers.DictField(required=False, default=dict, help_text=_FILTERS_HELP)
@@ -114,8 +115,12 @@ class ExportListApi(BaseApi):
         class Meta:
             ref_name = "ExportCreate"
 
-    @extend_schema(tags=["exports"], parameters=[FilterSerializer], responses=ExportJobOutputSerializer(many=True),
-                   summary="List export jobs")
+    @extend_schema(
+        tags=["exports"],
+        parameters=[FilterSerializer],
+        responses=ExportJobOutputSerializer(many=True),
+        summary="List export jobs",
+    )
     def get(self, request: Request) -> Response:
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -124,9 +129,13 @@ class ExportListApi(BaseApi):
             project = get_or_404(project_get(slug=query.validated_data["project"], user=request.user), "project")
         return self.paginated(selectors.export_job_list(project=project), ExportJobOutputSerializer)
 
-    @extend_schema(tags=["exports"], request=InputSerializer, responses={201: ExportJobOutputSerializer},
-                   summary="Start an export job",
-                   description="Queues a Celery job on the default queue; follow it with GET /exports/{id}/.")
+    @extend_schema(
+        tags=["exports"],
+        request=InputSerializer,
+        responses={201: ExportJobOutputSerializer},
+        summary="Start an export job",
+        description="Queues a Celery job on the default queue; follow it with GET /exports/{id}/.",
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -135,11 +144,18 @@ class ExportListApi(BaseApi):
         if project is None:
             raise serializers.ValidationError({"project": [f"No project {data['project']!r}."]})
         job = services.export_job_create(
-            project=project, kind=data["kind"], file_format=data["file_format"], text_format=data["text_format"],
-            filters=data["filters"], options=data["options"], created_by=request.user,
+            project=project,
+            kind=data["kind"],
+            file_format=data["file_format"],
+            text_format=data["text_format"],
+            filters=data["filters"],
+            options=data["options"],
+            created_by=request.user,
         )
-        job = selectors.export_job_get(pk=job.pk)
-        return Response(ExportJobOutputSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        job = get_or_404(selectors.export_job_get(pk=job.pk), "export")
+        return Response(
+            ExportJobOutputSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ExportDetailApi(BaseApi):
@@ -157,8 +173,9 @@ class ExportCancelApi(BaseApi):
 
     permissions = {"POST": IsLeadOrMLEngineer}
 
-    @extend_schema(tags=["exports"], request=None, responses={200: ExportJobOutputSerializer},
-                   summary="Cancel an export job")
+    @extend_schema(
+        tags=["exports"], request=None, responses={200: ExportJobOutputSerializer}, summary="Cancel an export job"
+    )
     def post(self, request: Request, pk: int) -> Response:
         job = services.export_job_cancel(job=_job_or_404(pk))
         return Response(ExportJobOutputSerializer(job, context={"request": request}).data)
@@ -169,9 +186,14 @@ class ExportFileApi(BaseApi):
 
     permissions = {"GET": IsLeadOrMLEngineer}
 
-    @extend_schema(tags=["exports"], responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
-                                                302: OpenApiResponse(description="Redirect to a signed URL (S3).")},
-                   summary="Download an export file")
+    @extend_schema(
+        tags=["exports"],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="Redirect to a signed URL (S3)."),
+        },
+        summary="Download an export file",
+    )
     def get(self, request: Request, pk: int, name: str):
         job = _job_or_404(pk)
         artifact = selectors.export_artifact_get(job=job, name=name) if job.status == ExportStatus.SUCCEEDED else None
@@ -185,12 +207,16 @@ def export_file_response(artifact):
         # Object storage serves the bytes itself, through a signed, expiring URL.
         return HttpResponseRedirect(storage.url(artifact.storage_name))
     content_type = {
-        ".json": "application/json", ".md": "text/markdown; charset=utf-8", ".jsonl": "application/jsonl",
+        ".json": "application/json",
+        ".md": "text/markdown; charset=utf-8",
+        ".jsonl": "application/jsonl",
         ".parquet": "application/vnd.apache.parquet",
     }.get("." + artifact.name.rsplit(".", 1)[-1], "application/octet-stream")
     response = FileResponse(
-        storage.open(artifact.storage_name, "rb"), as_attachment=True,
-        filename=f"export-{artifact.job_id}-{artifact.name.replace('/', '-')}", content_type=content_type,
+        storage.open(artifact.storage_name, "rb"),
+        as_attachment=True,
+        filename=f"export-{artifact.job_id}-{artifact.name.replace('/', '-')}",
+        content_type=content_type,
     )
     response["Content-Length"] = str(artifact.size)
     response["Digest"] = f"sha-256={artifact.sha256}"

@@ -66,32 +66,66 @@ def schema_for(kind: str, text_format: str, options: ExportOptions) -> pa.Schema
     if kind == ExportKind.RAW:
         return pa.schema(
             [
-                ("id", pa.string()), ("judgment_id", pa.int64()), ("comparison_id", pa.int64()),
-                ("round", pa.int64()), ("prompt_id", pa.int64()), ("prompt", text),
-                ("response_a", pa.string()), ("response_b", pa.string()),
-                ("model_a", pa.string()), ("model_b", pa.string()),
-                ("preferred", pa.string()), ("strength", pa.string()), ("safety", pa.string()),
-                ("left", pa.string()), ("annotator", pa.string()), ("annotator_id", pa.int64()),
-                ("time_spent_ms", pa.int64()), ("rationale", pa.string()), ("source", pa.string()),
-                ("created_at", pa.string()), ("edit", pa.string()), ("edit_base", pa.string()),
-                ("is_gold", pa.bool_()), ("tags", TAGS_TYPE), ("annotators", pa.int64()),
+                ("id", pa.string()),
+                ("judgment_id", pa.int64()),
+                ("comparison_id", pa.int64()),
+                ("round", pa.int64()),
+                ("prompt_id", pa.int64()),
+                ("prompt", text),
+                ("response_a", pa.string()),
+                ("response_b", pa.string()),
+                ("model_a", pa.string()),
+                ("model_b", pa.string()),
+                ("preferred", pa.string()),
+                ("strength", pa.string()),
+                ("safety", pa.string()),
+                ("left", pa.string()),
+                ("annotator", pa.string()),
+                ("annotator_id", pa.int64()),
+                ("time_spent_ms", pa.int64()),
+                ("rationale", pa.string()),
+                ("source", pa.string()),
+                ("created_at", pa.string()),
+                ("edit", pa.string()),
+                ("edit_base", pa.string()),
+                ("is_gold", pa.bool_()),
+                ("tags", TAGS_TYPE),
+                ("annotators", pa.int64()),
                 ("agreement", pa.float64()),
             ]
         )
     if kind == ExportKind.SFT:
-        body = [("prompt", pa.string()), ("completion", pa.string())] if text_format == TextFormat.STANDARD else [
-            ("messages", MESSAGES_TYPE)
-        ]
-        return pa.schema(
-            [("id", pa.string()), *body, ("round", pa.int64()), ("tags", TAGS_TYPE),
-             ("comparison_id", pa.int64()), ("judgment_id", pa.int64()), ("preferred", pa.string())]
+        body = (
+            [("prompt", pa.string()), ("completion", pa.string())]
+            if text_format == TextFormat.STANDARD
+            else [("messages", MESSAGES_TYPE)]
         )
-    fields: list[tuple[str, pa.DataType]] = [("id", pa.string()), ("prompt", text), ("chosen", text), ("rejected", text)]
+        return pa.schema(
+            [
+                ("id", pa.string()),
+                *body,
+                ("round", pa.int64()),
+                ("tags", TAGS_TYPE),
+                ("comparison_id", pa.int64()),
+                ("judgment_id", pa.int64()),
+                ("preferred", pa.string()),
+            ]
+        )
+    fields: list[tuple[str, pa.DataType]] = [
+        ("id", pa.string()),
+        ("prompt", text),
+        ("chosen", text),
+        ("rejected", text),
+    ]
     if kind == ExportKind.REWARD_MODEL and options.margin != "none":
         fields.append(("margin", pa.float64()))
     fields += [
-        ("strength", pa.string()), ("round", pa.int64()), ("tags", TAGS_TYPE),
-        ("annotators", pa.int64()), ("agreement", pa.float64()), ("comparison_id", pa.int64()),
+        ("strength", pa.string()),
+        ("round", pa.int64()),
+        ("tags", TAGS_TYPE),
+        ("annotators", pa.int64()),
+        ("agreement", pa.float64()),
+        ("comparison_id", pa.int64()),
     ]
     if kind == ExportKind.LLAMA3:
         fields.append(("pair_type", pa.string()))
@@ -111,7 +145,9 @@ def render_prompt(messages: list[dict]) -> str:
     """
     if len(messages) == 1 and messages[0].get("role") == "user":
         return messages[0].get("content", "")
-    turns = [f"{_LABELS.get(m.get('role', ''), str(m.get('role', '')).title())}: {m.get('content', '')}" for m in messages]
+    turns = [
+        f"{_LABELS.get(m.get('role', ''), str(m.get('role', '')).title())}: {m.get('content', '')}" for m in messages
+    ]
     return "\n\n".join(turns) + "\n\nAssistant:"
 
 
@@ -210,7 +246,9 @@ class RowBuilder:
             self.ctx.counts["left_out_by_tag"] += len(group)
             return
         stored = orjson.loads(first[MESSAGES])
-        split = split_of(split_key(stored, first[PROMPT_HASH]), seed=self.f.split_seed, test_fraction=self.f.test_fraction)
+        split = split_of(
+            split_key(stored, first[PROMPT_HASH]), seed=self.f.split_seed, test_fraction=self.f.test_fraction
+        )
         messages = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in stored]
         prompt = messages if self.conversational else render_prompt(messages)
         kind = self.ctx.kind
@@ -264,8 +302,12 @@ class RowBuilder:
             # which TRL's collator cannot take.
             row["margin"] = self.margins.get(strength, 0.0)
         row.update(
-            strength=strength, round=int(first[ROUND]), tags=[str(t) for t in tags],
-            annotators=outcome.annotators, agreement=outcome.agreement, comparison_id=int(first[COMPARISON_ID]),
+            strength=strength,
+            round=int(first[ROUND]),
+            tags=[str(t) for t in tags],
+            annotators=outcome.annotators,
+            agreement=outcome.agreement,
+            comparison_id=int(first[COMPARISON_ID]),
         )
         if pair_type is not None:
             row["pair_type"] = pair_type
@@ -280,10 +322,18 @@ class RowBuilder:
             if outcome.preferred in ("A", "B"):
                 other = "B" if outcome.preferred == "A" else "A"
                 (chosen, chosen_hash), (rejected, rejected_hash) = texts[outcome.preferred], texts[other]
-                if self._strong_enough(outcome.strength) and not self.ctx.is_duplicate(phash, chosen_hash, rejected_hash):
+                if self._strong_enough(outcome.strength) and not self.ctx.is_duplicate(
+                    phash, chosen_hash, rejected_hash
+                ):
                     yield self._pair_row(
-                        key=outcome.key + ("-cr" if llama3 else ""), prompt=prompt, chosen=chosen, rejected=rejected,
-                        strength=outcome.strength, first=first, tags=tags, outcome=outcome,
+                        key=outcome.key + ("-cr" if llama3 else ""),
+                        prompt=prompt,
+                        chosen=chosen,
+                        rejected=rejected,
+                        strength=outcome.strength,
+                        first=first,
+                        tags=tags,
+                        outcome=outcome,
                         pair_type="chosen>rejected" if llama3 else None,
                     )
             elif not llama3:
@@ -309,7 +359,10 @@ class RowBuilder:
             edit_hash = _text_hash(edit)
             if outcome.preferred in ("A", "B"):
                 other = "B" if outcome.preferred == "A" else "A"
-                pairs = [("edited>chosen", texts[outcome.preferred], ""), ("edited>rejected", texts[other], outcome.strength)]
+                pairs = [
+                    ("edited>chosen", texts[outcome.preferred], ""),
+                    ("edited>rejected", texts[other], outcome.strength),
+                ]
             elif outcome.preferred == "both_bad":
                 pairs = [("edited>both_bad", texts["A"], ""), ("edited>both_bad", texts["B"], "")]
             else:
@@ -321,8 +374,15 @@ class RowBuilder:
                 if self.ctx.is_duplicate(phash, edit_hash, rejected_hash):
                     continue
                 yield self._pair_row(
-                    key=f"j{row[J_ID]}-e{index}", prompt=prompt, chosen=edit, rejected=rejected, strength=strength,
-                    first=first, tags=tags, outcome=outcome, pair_type=pair_type,
+                    key=f"j{row[J_ID]}-e{index}",
+                    prompt=prompt,
+                    chosen=edit,
+                    rejected=rejected,
+                    strength=strength,
+                    first=first,
+                    tags=tags,
+                    outcome=outcome,
+                    pair_type=pair_type,
                 )
 
     # --- SFT from teacher-critic edits -----------------------------------------------------
@@ -342,8 +402,11 @@ class RowBuilder:
                 out["prompt"] = render_prompt(messages)
                 out["completion"] = edit
             out.update(
-                round=int(first[ROUND]), tags=[str(t) for t in tags], comparison_id=int(first[COMPARISON_ID]),
-                judgment_id=int(row[J_ID]), preferred=row[PREFERRED],
+                round=int(first[ROUND]),
+                tags=[str(t) for t in tags],
+                comparison_id=int(first[COMPARISON_ID]),
+                judgment_id=int(row[J_ID]),
+                preferred=row[PREFERRED],
             )
             yield out
 
@@ -357,13 +420,30 @@ class RowBuilder:
             if row[EDIT_BASE] is not None:
                 edit_base = "A" if row[EDIT_BASE] == row[SAMPLE_A] else "B"
             yield {
-                "id": f"j{row[J_ID]}", "judgment_id": int(row[J_ID]), "comparison_id": int(row[COMPARISON_ID]),
-                "round": int(row[ROUND]), "prompt_id": int(row[PROMPT_ID]), "prompt": prompt,
-                "response_a": row[TEXT_A], "response_b": row[TEXT_B], "model_a": row[MODEL_A], "model_b": row[MODEL_B],
-                "preferred": row[PREFERRED], "strength": row[STRENGTH] or "", "safety": row[SAFETY] or "",
-                "left": row[LEFT] or "", "annotator": row[USERNAME], "annotator_id": int(row[ANNOTATOR_ID]),
-                "time_spent_ms": row[TIME_MS], "rationale": row[RATIONALE] or "", "source": row[SOURCE],
-                "created_at": _iso(row[CREATED_AT]), "edit": row[EDIT_TEXT], "edit_base": edit_base or None,
-                "is_gold": bool(row[IS_GOLD]), "tags": [str(t) for t in tags], "annotators": n,
+                "id": f"j{row[J_ID]}",
+                "judgment_id": int(row[J_ID]),
+                "comparison_id": int(row[COMPARISON_ID]),
+                "round": int(row[ROUND]),
+                "prompt_id": int(row[PROMPT_ID]),
+                "prompt": prompt,
+                "response_a": row[TEXT_A],
+                "response_b": row[TEXT_B],
+                "model_a": row[MODEL_A],
+                "model_b": row[MODEL_B],
+                "preferred": row[PREFERRED],
+                "strength": row[STRENGTH] or "",
+                "safety": row[SAFETY] or "",
+                "left": row[LEFT] or "",
+                "annotator": row[USERNAME],
+                "annotator_id": int(row[ANNOTATOR_ID]),
+                "time_spent_ms": row[TIME_MS],
+                "rationale": row[RATIONALE] or "",
+                "source": row[SOURCE],
+                "created_at": _iso(row[CREATED_AT]),
+                "edit": row[EDIT_TEXT],
+                "edit_base": edit_base or None,
+                "is_gold": bool(row[IS_GOLD]),
+                "tags": [str(t) for t in tags],
+                "annotators": n,
                 "agreement": votes[row[PREFERRED]] / n,
             }

@@ -6,11 +6,11 @@ The form checks types and ranges; the service validates the whole request again
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
-from annotation.models import Strength
+from annotation.models import Project, Strength
 from rlhf_export.models import ExportKind, FileFormat, TextFormat
 from rlhf_export.schemas import ExportFilters, ExportOptions
 
@@ -23,26 +23,32 @@ def _comma_list(value: str) -> list[str]:
 
 
 class ExportForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=None, empty_label=None)  # type: ignore[arg-type]
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), empty_label=None, to_field_name="slug")
     kind = forms.ChoiceField(choices=ExportKind.choices, initial=ExportKind.DPO)
     file_format = forms.ChoiceField(label="File format", choices=FileFormat.choices, initial=FileFormat.PARQUET)
     text_format = forms.ChoiceField(
-        label="TRL format", choices=TextFormat.choices, initial=TextFormat.STANDARD,
+        label="TRL format",
+        choices=TextFormat.choices,
+        initial=TextFormat.STANDARD,
         help_text="Standard: plain strings. Conversational: lists of {role, content} messages.",
     )
     rounds = forms.CharField(required=False, help_text="Round numbers, comma-separated; empty: every round.")
     tags = forms.CharField(required=False, help_text="Keep prompts with any of these tags (comma-separated).")
     min_strength = forms.ChoiceField(
-        label="Minimum strength", required=False, choices=[("", "Any")] + list(Strength.choices),
+        label="Minimum strength",
+        required=False,
+        choices=[("", "Any")] + list(Strength.choices),
         help_text="Llama 3 kept only 'significantly better' and 'better' for DPO.",
     )
-    drop_ties = forms.BooleanField(required=False, help_text=_F["drop_ties"].description)
-    drop_both_bad = forms.BooleanField(label="Drop both-bad", required=False, help_text=_F["drop_both_bad"].description)
+    drop_ties = forms.BooleanField(required=False, help_text=_F["drop_ties"].description or "")
+    drop_both_bad = forms.BooleanField(
+        label="Drop both-bad", required=False, help_text=_F["drop_both_bad"].description or ""
+    )
     drop_cant_judge = forms.BooleanField(
-        label="Drop can't-judge", required=False, initial=True, help_text=_F["drop_cant_judge"].description
+        label="Drop can't-judge", required=False, initial=True, help_text=_F["drop_cant_judge"].description or ""
     )
     drop_chosen_unsafe = forms.BooleanField(
-        label="Drop unsafe-chosen", required=False, initial=True, help_text=_F["drop_chosen_unsafe"].description
+        label="Drop unsafe-chosen", required=False, initial=True, help_text=_F["drop_chosen_unsafe"].description or ""
     )
     include_gold = forms.BooleanField(label="Include gold items", required=False, initial=True)
     aggregation = forms.ChoiceField(
@@ -52,24 +58,32 @@ class ExportForm(forms.Form):
         choices=[("keep", "Keep, with agreement recorded"), ("drop", "Drop (unanimous only)")], initial="keep"
     )
     exclude_flagged_annotators = forms.BooleanField(
-        label="Exclude flagged annotators", required=False, help_text=_F["exclude_flagged_annotators"].description
+        label="Exclude flagged annotators", required=False, help_text=_F["exclude_flagged_annotators"].description or ""
     )
     exclude_annotators = forms.CharField(required=False, help_text="Usernames, comma-separated.")
-    deduplicate = forms.BooleanField(required=False, initial=True, help_text=_F["deduplicate"].description)
+    deduplicate = forms.BooleanField(required=False, initial=True, help_text=_F["deduplicate"].description or "")
     test_fraction = forms.FloatField(
-        label="Test fraction", min_value=0.0, max_value=0.5, initial=0.05, help_text=_F["test_fraction"].description
+        label="Test fraction",
+        min_value=0.0,
+        max_value=0.5,
+        initial=0.05,
+        help_text=_F["test_fraction"].description or "",
     )
-    split_seed = forms.CharField(max_length=100, initial="prefdata", help_text=_F["split_seed"].description)
+    split_seed = forms.CharField(max_length=100, initial="prefdata", help_text=_F["split_seed"].description or "")
     margin = forms.ChoiceField(
-        choices=[("none", "None"), ("small", "Llama 2 small (1, 2/3, 1/3, 0)"), ("large", "Llama 2 large (3, 2, 1, 0)")],
-        initial="none", help_text="Reward-model exports only.",
+        choices=[
+            ("none", "None"),
+            ("small", "Llama 2 small (1, 2/3, 1/3, 0)"),
+            ("large", "Llama 2 large (3, 2, 1, 0)"),
+        ],
+        initial="none",
+        help_text="Reward-model exports only.",
     )
     rows_per_shard = forms.IntegerField(label="Rows per file", min_value=1, max_value=50_000_000, initial=500_000)
 
-    def __init__(self, *args: Any, projects, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, projects: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = projects
-        self.fields["project"].to_field_name = "slug"
+        cast(forms.ModelChoiceField, self.fields["project"]).queryset = projects
 
     def clean_rounds(self) -> list[int]:
         numbers = []

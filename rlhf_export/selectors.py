@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import QuerySet
 
@@ -58,9 +59,36 @@ def export_artifact_get(*, job: ExportJob, name: str) -> ExportArtifact | None:
 # --- The judgment stream ------------------------------------------------------------------
 
 # Positions in a source row (one judgment with its comparison, prompt, samples, edit).
-(J_ID, COMPARISON_ID, ANNOTATOR_ID, PREFERRED, STRENGTH, SAFETY, LEFT, TIME_MS, RATIONALE, SOURCE, CREATED_AT,
- EDIT_TEXT, EDIT_BASE, SAMPLE_A, SAMPLE_B, IS_GOLD, ROUND, PROMPT_ID, MESSAGES, TAGS, PROMPT_HASH,
- TEXT_A, TEXT_B, HASH_A, HASH_B, MODEL_A, MODEL_B, USERNAME) = range(28)
+(
+    J_ID,
+    COMPARISON_ID,
+    ANNOTATOR_ID,
+    PREFERRED,
+    STRENGTH,
+    SAFETY,
+    LEFT,
+    TIME_MS,
+    RATIONALE,
+    SOURCE,
+    CREATED_AT,
+    EDIT_TEXT,
+    EDIT_BASE,
+    SAMPLE_A,
+    SAMPLE_B,
+    IS_GOLD,
+    ROUND,
+    PROMPT_ID,
+    MESSAGES,
+    TAGS,
+    PROMPT_HASH,
+    TEXT_A,
+    TEXT_B,
+    HASH_A,
+    HASH_B,
+    MODEL_A,
+    MODEL_B,
+    USERNAME,
+) = range(28)
 
 
 def _t(model) -> str:
@@ -68,7 +96,7 @@ def _t(model) -> str:
 
 
 def _user_table() -> str:
-    return connection.ops.quote_name(Judgment._meta.get_field("annotator").related_model._meta.db_table)
+    return connection.ops.quote_name(get_user_model()._meta.db_table)
 
 
 @dataclass(frozen=True)
@@ -90,7 +118,11 @@ def _in(column: str, values: Sequence[Any], *, negate: bool = False) -> tuple[st
 
 
 def source_query(
-    *, project_id: int, filters: ExportFilters, max_judgment_id: int, excluded_annotator_ids: Sequence[int],
+    *,
+    project_id: int,
+    filters: ExportFilters,
+    max_judgment_id: int,
+    excluded_annotator_ids: Sequence[int],
     with_created_at: bool = False,
 ) -> SourceQuery:
     """The WHERE clause shared by the count (progress bar) and the stream."""
@@ -161,7 +193,7 @@ def _created_at(query: SourceQuery) -> str:
 
 def _stream_sql(query: SourceQuery) -> str:
     return (
-        "SELECT j.id, j.comparison_id, j.annotator_id, j.preferred, j.strength, j.safety, j.\"left\","
+        'SELECT j.id, j.comparison_id, j.annotator_id, j.preferred, j.strength, j.safety, j."left",'
         " j.time_spent_ms, j.rationale, j.source, " + _created_at(query) + ", e.text, e.base_sample_id,"
         " c.sample_a_id, c.sample_b_id, c.is_gold, r.number, p.id, p.messages, p.tags, p.content_hash,"
         " sa.text, sb.text, sa.text_hash, sb.text_hash, ma.name, mb.name, u.username"
@@ -173,7 +205,8 @@ def _stream_sql(query: SourceQuery) -> str:
         f" JOIN {_t(ModelVersion)} mb ON mb.id = sb.model_version_id"
         f" JOIN {_user_table()} u ON u.id = j.annotator_id"
         f" LEFT JOIN {_t(Edit)} e ON e.judgment_id = j.id"
-        " WHERE " + query.where
+        " WHERE "
+        + query.where
         # (comparison, annotator) is unique: a total, stable order on every run.
         + " ORDER BY j.comparison_id, j.annotator_id"
     )
@@ -273,8 +306,8 @@ def grouped_by_comparison(batches: Iterator[list[tuple]], on_batch) -> Iterator[
     """Consecutive rows of one comparison together; ``on_batch(n)`` after each batch is consumed."""
     pending: list[tuple] = []
     for batch in batches:
-        for comparison_id, rows in itertools.groupby(batch, key=lambda row: row[COMPARISON_ID]):
-            rows = list(rows)
+        for comparison_id, group in itertools.groupby(batch, key=lambda row: row[COMPARISON_ID]):
+            rows = list(group)
             if pending and pending[0][COMPARISON_ID] != comparison_id:
                 yield pending
                 pending = []

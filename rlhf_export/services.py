@@ -108,8 +108,9 @@ def _pydantic_errors(prefix: str, exc: PydanticValidationError) -> dict[str, lis
     return errors
 
 
-def export_filters_validate(*, project: Project, kind: str, filters: dict | None, options: dict | None
-                            ) -> tuple[ExportFilters, ExportOptions]:
+def export_filters_validate(
+    *, project: Project, kind: str, filters: dict | None, options: dict | None
+) -> tuple[ExportFilters, ExportOptions]:
     """The filters and options of a new job, checked against the schema and the project."""
     errors: dict[str, list[str]] = {}
     parsed_filters = parsed_options = None
@@ -136,7 +137,8 @@ def export_filters_validate(*, project: Project, kind: str, filters: dict | None
             )
         if parsed_filters.exclude_annotators:
             found = set(
-                get_user_model().objects.filter(username__in=parsed_filters.exclude_annotators)
+                get_user_model()
+                .objects.filter(username__in=parsed_filters.exclude_annotators)
                 .values_list("username", flat=True)
             )
             unknown = [name for name in parsed_filters.exclude_annotators if name not in found]
@@ -168,7 +170,9 @@ def export_job_create(
         errors["text_format"] = [f"Choose one of: {', '.join(TextFormat.values)}."]
     if errors:
         raise ValidationError(errors)
-    parsed_filters, parsed_options = export_filters_validate(project=project, kind=kind, filters=filters, options=options)
+    parsed_filters, parsed_options = export_filters_validate(
+        project=project, kind=kind, filters=filters, options=options
+    )
     job = ExportJob.objects.create(
         project=project,
         kind=kind,
@@ -205,12 +209,14 @@ def export_jobs_abandoned(*, limit: int) -> list[int]:
 def export_job_cancel(*, job: ExportJob) -> ExportJob:
     """Stop a pending or running job. A running worker notices at its next batch and
     deletes what it wrote; a job that already finished cannot be cancelled."""
-    updated = ExportJob.objects.filter(
-        pk=job.pk, status__in=[ExportStatus.PENDING, ExportStatus.RUNNING]
-    ).update(status=ExportStatus.CANCELLED, finished_at=timezone.now())
+    updated = ExportJob.objects.filter(pk=job.pk, status__in=[ExportStatus.PENDING, ExportStatus.RUNNING]).update(
+        status=ExportStatus.CANCELLED, finished_at=timezone.now()
+    )
     job.refresh_from_db()
     if not updated:
-        raise ValidationError({"status": [f"The job has already {job.status}; only pending or running jobs can be cancelled."]})
+        raise ValidationError(
+            {"status": [f"The job has already {job.status}; only pending or running jobs can be cancelled."]}
+        )
     return job
 
 
@@ -362,17 +368,23 @@ def _build(job: ExportJob, sink: Sink, committed: list[str]) -> None:
         raise
 
     files = [
-        _File(writer.final_name(w), ArtifactRole.DATA, w.split, w.rows, w.path.stat().st_size, sha256_of(w.path), w.path)
+        _File(
+            writer.final_name(w), ArtifactRole.DATA, w.split, w.rows, w.path.stat().st_size, sha256_of(w.path), w.path
+        )
         for w in written
     ]
-    counts = {"judgments_read": done, **{k: v for k, v in sorted(ctx.counts.items())}}
-    rows = {split: n for split, n in sorted(writer.rows.items())}
-    card = _write_text(sink.work_dir / "README.md", dataset_card(job, filters, options, schema, files, rows, counts, state))
+    counts = {"judgments_read": done, **dict(sorted(ctx.counts.items()))}
+    rows = dict(sorted(writer.rows.items()))
+    card = _write_text(
+        sink.work_dir / "README.md", dataset_card(job, filters, options, schema, files, rows, counts, state)
+    )
     files.append(_File("README.md", ArtifactRole.CARD, "", None, card.stat().st_size, sha256_of(card), card))
     manifest = _write_text(
         sink.work_dir / "manifest.json", manifest_json(job, filters, options, schema, files, rows, counts, state)
     )
-    files.append(_File("manifest.json", ArtifactRole.MANIFEST, "", None, manifest.stat().st_size, sha256_of(manifest), manifest))
+    files.append(
+        _File("manifest.json", ArtifactRole.MANIFEST, "", None, manifest.stat().st_size, sha256_of(manifest), manifest)
+    )
 
     _still_ours(job)  # a job cancelled while we wrote never shows final files
     storage_names = {}
@@ -395,8 +407,14 @@ def _build(job: ExportJob, sink: Sink, committed: list[str]) -> None:
         ExportArtifact.objects.filter(job=job).delete()
         ExportArtifact.objects.bulk_create(
             ExportArtifact(
-                job=job, name=f.name, role=f.role, split=f.split, storage_name=storage_names[f.name],
-                size=f.size, sha256=f.sha256, rows=f.rows,
+                job=job,
+                name=f.name,
+                role=f.role,
+                split=f.split,
+                storage_name=storage_names[f.name],
+                size=f.size,
+                sha256=f.sha256,
+                rows=f.rows,
             )
             for f in files
         )
@@ -431,7 +449,7 @@ def manifest_json(job, filters, options, schema, files, rows, counts, state) -> 
         from importlib.metadata import version
 
         prefdata_version = version("prefdata")
-    except Exception:  # noqa: BLE001 - not installed as a package
+    except Exception:
         prefdata_version = "unknown"
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -446,7 +464,14 @@ def manifest_json(job, filters, options, schema, files, rows, counts, state) -> 
         "rows": rows,
         "counts": counts,
         "files": [
-            {"name": f.name, "role": f.role, "split": f.split or None, "rows": f.rows, "size": f.size, "sha256": f.sha256}
+            {
+                "name": f.name,
+                "role": f.role,
+                "split": f.split or None,
+                "rows": f.rows,
+                "size": f.size,
+                "sha256": f.sha256,
+            }
             for f in files
         ],
         "source": {

@@ -30,7 +30,7 @@ def export_job_run_task(self, job_id: int) -> str:
             services.export_job_fail(job_id=job_id, error=f"gave up after {self.max_retries} retries: {exc}")
             return services.RunOutcome.FAILED
         logger.warning("export %s: temporary error, retrying: %s", job_id, exc)
-        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries))
+        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
     if outcome == services.RunOutcome.BUSY:
         # Another worker holds the job, or one died and its heartbeat is not stale yet.
         if self.request.retries >= self.max_retries:

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import EmptyPage, Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import (
@@ -20,6 +20,7 @@ from django.views.decorators.http import (
 
 from accounts.roles import ROLE_LABELS, Role, has_role
 from annotation.selectors import project_list
+from core.http import HtmxHttpRequest
 from rlhf_export import selectors, services
 from rlhf_export.apis import export_file_response
 from rlhf_export.forms import ExportForm, ExportListFilterForm
@@ -29,7 +30,7 @@ EXPORT_ROLES = (Role.ML_ENGINEER, Role.LEAD)
 JOBS_PER_PAGE = 25
 
 
-def _require_role(request: HttpRequest) -> None:
+def _require_role(request: HtmxHttpRequest) -> None:
     if not has_role(request.user, *EXPORT_ROLES):
         raise PermissionDenied("This page is for: " + ", ".join(ROLE_LABELS[r] for r in EXPORT_ROLES))
 
@@ -43,7 +44,7 @@ def _job_or_404(pk: int) -> ExportJob:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def export_list(request: HttpRequest) -> HttpResponse:
+def export_list(request: HtmxHttpRequest) -> HttpResponse:
     _require_role(request)
     projects = project_list(user=request.user)
     if request.method == "POST":
@@ -51,9 +52,13 @@ def export_list(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 job = services.export_job_create(
-                    project=form.cleaned_data["project"], kind=form.cleaned_data["kind"],
-                    file_format=form.cleaned_data["file_format"], text_format=form.cleaned_data["text_format"],
-                    filters=form.filters(), options=form.options(), created_by=request.user,
+                    project=form.cleaned_data["project"],
+                    kind=form.cleaned_data["kind"],
+                    file_format=form.cleaned_data["file_format"],
+                    text_format=form.cleaned_data["text_format"],
+                    filters=form.filters(),
+                    options=form.options(),
+                    created_by=request.user,
                 )
             except ValidationError as exc:
                 for key, errors in exc.message_dict.items():
@@ -78,7 +83,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
-def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def export_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     _require_role(request)
     job = _job_or_404(pk)
     context = {
@@ -97,7 +102,7 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def export_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     _require_role(request)
     job = _job_or_404(pk)
     try:
@@ -111,7 +116,7 @@ def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_safe
-def export_download(request: HttpRequest, pk: int, name: str) -> HttpResponse:
+def export_download(request: HtmxHttpRequest, pk: int, name: str) -> HttpResponse:
     _require_role(request)
     job = _job_or_404(pk)
     artifact = selectors.export_artifact_get(job=job, name=name) if job.status == ExportStatus.SUCCEEDED else None

@@ -112,7 +112,7 @@ class _Shard:
                 self._jsonl.close()
             if self._parquet is not None:
                 self._parquet.close()
-        except Exception:  # noqa: BLE001 - the file is thrown away anyway
+        except Exception:
             pass
         self._jsonl = self._parquet = None
 

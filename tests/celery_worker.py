@@ -32,8 +32,12 @@ def worker_env(*, drop: tuple[str, ...] = (), **settings: str) -> dict[str, str]
     ``settings`` added."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", *drop))}
     env.update(
-        DJANGO_SETTINGS_MODULE="config.settings_test", DATABASE_URL=database_url(), REDIS_URL=REDIS_URL,
-        CELERY_TASK_ALWAYS_EAGER="0", DB_CONN_MAX_AGE="0", **settings,
+        DJANGO_SETTINGS_MODULE="config.settings_test",
+        DATABASE_URL=database_url(),
+        REDIS_URL=REDIS_URL,
+        CELERY_TASK_ALWAYS_EAGER="0",
+        DB_CONN_MAX_AGE="0",
+        **settings,
     )
     return env
 
@@ -47,9 +51,29 @@ class Worker:
 @contextmanager
 def celery_worker(queue: str, env: dict[str, str]) -> Iterator[Worker]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1", "--pool", "prefork",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "--pool",
+            "prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     worker = Worker(process)
     try:

@@ -9,12 +9,12 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from annotation.models import RoundStatus
 from accounts.roles import Role
 from accounts.services import api_token_create, user_create
-from models_service.services import model_version_get_or_create
+from annotation.models import RoundStatus
 from annotation.services import project_create
 from models_service.rounds import round_create
+from models_service.services import model_version_get_or_create
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -208,23 +208,21 @@ class Ratings:
         return win_probability(self.rating)
 
     def table(self) -> list[dict[str, Any]]:
-        rows = []
-        for i in self.order:
-            rows.append(
-                {
-                    "model": self.names[i],
-                    "rank": int(self.rank[i]),
-                    "rating": float(self.rating[i]),
-                    "low": float(self.low[i]) if self.low is not None else None,
-                    "high": float(self.high[i]) if self.high is not None else None,
-                    "battles": int(self.battles[i]),
-                    "score": float(self.score[i]),
-                    "never_won": bool(self.never_won[i]),
-                    "never_lost": bool(self.never_lost[i]),
-                    "group": self.component[i],
-                }
-            )
-        return rows
+        return [
+            {
+                "model": self.names[i],
+                "rank": int(self.rank[i]),
+                "rating": float(self.rating[i]),
+                "low": float(self.low[i]) if self.low is not None else None,
+                "high": float(self.high[i]) if self.high is not None else None,
+                "battles": int(self.battles[i]),
+                "score": float(self.score[i]),
+                "never_won": bool(self.never_won[i]),
+                "never_lost": bool(self.never_lost[i]),
+                "group": self.component[i],
+            }
+            for i in self.order
+        ]
 
     @property
     def connected(self) -> bool:
@@ -247,7 +245,7 @@ def rate(
     low = high = None
     if rounds > 0 and battles.a.size:
         rng = np.random.default_rng(seed)
-        total = int(round(battles.total))
+        total = round(battles.total)
         drawn = rng.multinomial(total, battles.weight / battles.weight.sum(), size=rounds)
         boot = to_elo(fit_natural(battles, drawn.astype(np.float64), ridge=ridge), anchor=anchor_index)
         low, high = np.percentile(boot, [2.5, 97.5], axis=0)
@@ -259,7 +257,11 @@ def rate(
     np.add.at(score, battles.a, battles.weight * battles.outcome)
     np.add.at(score, battles.b, battles.weight * (1.0 - battles.outcome))
     lost = games - score
-    rank = ranks_from_intervals(low, high) if low is not None else 1 + (point[None, :] > point[:, None]).sum(axis=1)
+    rank = (
+        ranks_from_intervals(low, high)
+        if low is not None and high is not None
+        else 1 + (point[None, :] > point[:, None]).sum(axis=1)
+    )
     return Ratings(
         names=list(names),
         rating=point,

@@ -24,7 +24,7 @@ Flags (``FLAG_RULES`` is what the page prints):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,6 +119,7 @@ def assess(figures: Sequence[AnnotatorFigures]) -> list[AnnotatorQuality]:
         if (
             f.sided >= MIN_SIDED
             and left_p is not None
+            and left_share is not None
             and left_p < POSITION_BIAS_P
             and abs(left_share - 0.5) >= POSITION_BIAS_GAP
         ):

@@ -25,6 +25,7 @@ Intervals:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -83,7 +84,7 @@ class Patterns:
     prompts: np.ndarray  # shape (k,), how many prompts share the row
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[int, int, int, int, int, int]]) -> Patterns:
+    def from_rows(cls, rows: Sequence[tuple[int, ...]]) -> Patterns:
         if not rows:
             return cls(np.zeros((0, 5), dtype=np.int64), np.zeros(0, dtype=np.int64))
         array = np.asarray(rows, dtype=np.int64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from django import template
 
@@ -11,12 +12,12 @@ register = template.Library()
 DASH = "—"
 
 
-def _missing(value: object) -> bool:
+def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 @register.filter
-def pct(value: object, digits: int = 1) -> str:
+def pct(value: Any, digits: int = 1) -> str:
     """0.6234 → "62.3%"."""
     if _missing(value):
         return DASH
@@ -24,7 +25,7 @@ def pct(value: object, digits: int = 1) -> str:
 
 
 @register.filter
-def interval(value: object) -> str:
+def interval(value: Any) -> str:
     """(0.51, 0.58) → "51.0–58.0%"."""
     if not value:
         return DASH
@@ -33,7 +34,7 @@ def interval(value: object) -> str:
 
 
 @register.filter
-def pvalue(value: object) -> str:
+def pvalue(value: Any) -> str:
     if _missing(value):
         return DASH
     p = float(value)
@@ -43,7 +44,7 @@ def pvalue(value: object) -> str:
 
 
 @register.filter
-def coef(value: object) -> str:
+def coef(value: Any) -> str:
     """A kappa or alpha with three decimals."""
     if _missing(value):
         return DASH
@@ -51,21 +52,21 @@ def coef(value: object) -> str:
 
 
 @register.filter
-def elo(value: object) -> str:
+def elo(value: Any) -> str:
     if _missing(value):
         return DASH
     return f"{float(value):.0f}"
 
 
 @register.filter
-def seconds(value: object) -> str:
+def seconds(value: Any) -> str:
     if _missing(value):
         return DASH
     return f"{float(value):.1f} s"
 
 
 @register.filter
-def heat(value: object) -> str:
+def heat(value: Any) -> str:
     """A background colour for a win probability: blue above ½, orange below."""
     if _missing(value):
         return "transparent"

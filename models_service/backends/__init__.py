@@ -79,7 +79,9 @@ class OpenAIConfig(_Config):
         description="Name of the environment variable holding the key; must end in _API_KEY (e.g. VLLM_API_KEY).",
     )
     max_concurrency: int = Field(8, ge=1, le=512, description="Requests in flight at once, per version and process.")
-    timeout_s: float = Field(120.0, gt=0, le=3600, description="Longest wait for one answer (or between streamed chunks).")
+    timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest wait for one answer (or between streamed chunks)."
+    )
     connect_timeout_s: float = Field(5.0, gt=0, le=300)
     max_retries: int = Field(3, ge=0, le=10, description="Retries of a failed request (connection errors, 429, 5xx).")
     backoff_base_s: float = Field(0.5, ge=0, le=60)

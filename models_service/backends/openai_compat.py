@@ -87,9 +87,7 @@ def _check(response: httpx.Response) -> None:
         return
     response.read()
     message = f"HTTP {response.status_code} from {response.request.url}: {_server_message(response)}"
-    raise RequestFailed(
-        message, retryable=response.status_code in RETRY_STATUSES, retry_after=_retry_after(response)
-    )
+    raise RequestFailed(message, retryable=response.status_code in RETRY_STATUSES, retry_after=_retry_after(response))
 
 
 def _describe(exc: httpx.HTTPError) -> str:
@@ -116,7 +114,9 @@ class OpenAICompatBackend:
             base_url=config.base_url + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency),
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
+            ),
             follow_redirects=False,
         )
 
@@ -211,7 +211,9 @@ class OpenAICompatBackend:
                 text = choice.get("text") or ""
             usage = data.get("usage") or {}
         except (ValueError, LookupError, TypeError, AttributeError) as exc:
-            raise RequestFailed(f"the server's answer is not a chat completion: {response.text[:200]}", retryable=True) from exc
+            raise RequestFailed(
+                f"the server's answer is not a chat completion: {response.text[:200]}", retryable=True
+            ) from exc
         return Generation(
             text=str(text),
             finish_reason=str(choice.get("finish_reason") or ""),

@@ -41,7 +41,9 @@ class TransformersBackend:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - the train extra is installed in tests
-            raise BackendUnavailable("the transformers backend needs torch and transformers (pip install .[train])") from exc
+            raise BackendUnavailable(
+                "the transformers backend needs torch and transformers (pip install .[train])"
+            ) from exc
         self._torch = torch
         device = config.device
         if device == "auto":
@@ -62,7 +64,7 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(
             config.model_dir, local_files_only=True, dtype=dtype, trust_remote_code=config.trust_remote_code
-        ).to(device)
+        ).to(device)  # type: ignore[arg-type]  # transformers annotates .to() for its wrapper only
         self.model.eval()
         # One generate() at a time per loaded model: live streams share the adapter.
         self._lock = threading.Lock()
@@ -71,7 +73,7 @@ class TransformersBackend:
 
     def _render(self, messages: list[dict[str, str]]) -> str:
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         # A base model without a template: a plain transcript.
         lines = [f"{m['role']}: {m['content']}" for m in messages]
         return "\n".join(lines) + "\nassistant:"
@@ -113,7 +115,7 @@ class TransformersBackend:
                 chunk = indices[start : start + self.config.batch_size]
                 try:
                     outputs = self._generate_batch([requests[i].messages for i in chunk], params)
-                except Exception as exc:  # noqa: BLE001 - one failed batch must not lose the others
+                except Exception as exc:
                     error = GenerationError(f"{type(exc).__name__}: {exc}"[:500], retryable=True)
                     for i in chunk:
                         results[i] = error
@@ -144,7 +146,7 @@ class TransformersBackend:
                     break
             while new and new[-1] == pad_id and pad_id not in eos_ids:
                 new.pop()
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            text = str(self.tokenizer.decode(new, skip_special_tokens=True))
             if finish == "length" and params.stop and any(text.endswith(s) for s in params.stop):
                 finish = "stop"
             results.append(
@@ -176,7 +178,7 @@ class TransformersBackend:
                     holder["output"] = self.model.generate(
                         **inputs, streamer=streamer, **self._generate_kwargs(request.params)
                     )
-            except Exception as exc:  # noqa: BLE001 - handed to the reader below
+            except Exception as exc:
                 holder["error"] = exc
                 streamer.end()
 

@@ -51,8 +51,7 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError as exc:
             raise BackendUnavailable(
-                "the vllm backend needs vLLM, installed on GPU workers only (pip install .[gpu]); "
-                "this process has none"
+                "the vllm backend needs vLLM, installed on GPU workers only (pip install .[gpu]); this process has none"
             ) from exc
         kwargs: dict[str, Any] = {
             "model": config.model,
@@ -92,7 +91,7 @@ class VLLMBackend:
                     sampling_params=[self._params(r.params) for r in chunk],
                     use_tqdm=False,
                 )
-            except Exception as exc:  # noqa: BLE001 - recorded per prompt, retried by the job
+            except Exception as exc:
                 error = GenerationError(f"{type(exc).__name__}: {exc}"[:500], retryable=True)
                 results.extend(error for _ in chunk)
                 continue
@@ -126,5 +125,5 @@ class VLLMBackend:
             import torch
 
             torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - best effort
+        except Exception:
             pass

@@ -7,8 +7,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from annotation.judging import Verdict, judgment_submit
+from accounts.roles import Role
+from accounts.services import user_create
 from annotation.assignment import assignment_next
+from annotation.judging import Verdict, judgment_submit
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -20,11 +22,9 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from accounts.roles import Role
 from core.text import messages_hash, text_hash
-from models_service.services import model_version_get_or_create
 from models_service.rounds import round_create
-from accounts.services import user_create
+from models_service.services import model_version_get_or_create
 from tests.conftest import PASSWORD, tags_of
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -146,7 +146,9 @@ def test_an_unknown_or_inactive_project_is_404(client, alice, project):
 def test_home_and_the_project_page_link_annotators_to_the_workspace(client, alice, round_):
     client.force_login(alice)
     assert page_url(round_.project) in client.get(reverse("home")).content.decode()
-    assert page_url(round_.project) in client.get(reverse("project-detail", args=[round_.project.slug])).content.decode()
+    assert (
+        page_url(round_.project) in client.get(reverse("project-detail", args=[round_.project.slug])).content.decode()
+    )
 
 
 # --- Blindness -------------------------------------------------------------------------
@@ -198,7 +200,8 @@ def test_the_raw_answer_text_is_escaped_in_the_page(client, alice, round_):
 
 
 @pytest.mark.parametrize(
-    ("shown_left", "choice", "stored"), [("B", "left", "B"), ("B", "right", "A"), ("A", "left", "A"), ("A", "right", "B")]
+    ("shown_left", "choice", "stored"),
+    [("B", "left", "B"), ("B", "right", "A"), ("A", "left", "A"), ("A", "right", "B")],
 )
 def test_a_side_chosen_on_screen_is_stored_in_sample_terms(client, alice, round_, shown_left, choice, stored):
     make_pairs(round_, 2)
@@ -453,7 +456,7 @@ def test_htmx_requests_get_the_fragment_and_others_the_whole_page(client, alice,
     assert "<html" in page.content.decode() and 'id="pair-slot"' in page.content.decode()
     html = fragment.content.decode()
     assert "<html" not in html and "<nav" not in html and 'id="pair-slot"' not in html
-    assert html.lstrip().startswith("<div class=\"pair-root\"")
+    assert html.lstrip().startswith('<div class="pair-root"')
     assert shown_id(html) == shown_id(page.content.decode())
     assert "HX-Request" in fragment["Vary"]
 

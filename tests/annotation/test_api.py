@@ -18,9 +18,8 @@ from django.utils import timezone
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
-from core.api import exception_handler
-from imports.services import ImportKind, ImportOptions, import_run
 from accounts.models import ApiToken
+from accounts.services import api_token_create
 from annotation.models import (
     Assignment,
     AssignmentStatus,
@@ -35,9 +34,10 @@ from annotation.models import (
     Sample,
     Side,
 )
-from accounts.services import api_token_create
-from models_service.services import model_version_get_or_create
 from annotation.services import project_create
+from core.api import exception_handler
+from imports.services import ImportKind, ImportOptions, import_run
+from models_service.services import model_version_get_or_create
 from tests.conftest import PASSWORD, token_client
 
 
@@ -64,20 +64,37 @@ def judged_round(round_, alice):
         stream=io.BytesIO(jsonl(*PAIRS)),
         filename="pairs.jsonl",
         options=ImportOptions(
-            kind=ImportKind.PAIRS, project=round_.project, round=round_, source="vendor",
-            model_a="chat-v1", model_b="chat-v2",
+            kind=ImportKind.PAIRS,
+            project=round_.project,
+            round=round_,
+            source="vendor",
+            model_a="chat-v1",
+            model_b="chat-v2",
         ),
     )
     assert report.committed, report.errors
     second = Comparison.objects.filter(round=round_).order_by("id")[1]
     now = timezone.now()
     assignment = Assignment.objects.create(
-        comparison=second, annotator=alice, left=Side.B, status=AssignmentStatus.SUBMITTED,
-        leased_at=now, lease_expires_at=now + timedelta(minutes=15), completed_at=now,
+        comparison=second,
+        annotator=alice,
+        left=Side.B,
+        status=AssignmentStatus.SUBMITTED,
+        leased_at=now,
+        lease_expires_at=now + timedelta(minutes=15),
+        completed_at=now,
     )
     judgment = Judgment.objects.create(
-        comparison=second, annotator=alice, assignment=assignment, preferred="B", strength="better",
-        safety="both_safe", left="B", time_spent_ms=4200, rationale="B is right.", source=JudgmentSource.UI,
+        comparison=second,
+        annotator=alice,
+        assignment=assignment,
+        preferred="B",
+        strength="better",
+        safety="both_safe",
+        left="B",
+        time_spent_ms=4200,
+        rationale="B is right.",
+        source=JudgmentSource.UI,
     )
     Edit.objects.create(judgment=judgment, base_sample=second.sample_b, text="Seven is prime.")
     Comparison.objects.filter(pk=second.pk).update(judgment_count=F("judgment_count") + 1, taken=F("taken") + 1)
@@ -326,7 +343,8 @@ def test_building_comparisons_pairs_the_two_versions_samples(round_, versions, l
     )
     client = token_client(lee)
     imported = client.post(
-        f"/api/v1/projects/{round_.project.slug}/imports/", {"file": upload("s.jsonl", samples), "kind": "samples"},
+        f"/api/v1/projects/{round_.project.slug}/imports/",
+        {"file": upload("s.jsonl", samples), "kind": "samples"},
         format="multipart",
     )
     assert imported.status_code == 201, imported.content
@@ -433,8 +451,14 @@ def _counts() -> tuple[int, int, int, int]:
 def test_importing_good_pairs_commits_them(project, maya):
     response = token_client(maya).post(
         f"/api/v1/projects/{project.slug}/imports/",
-        {"file": upload("pairs.jsonl", jsonl(*PAIRS)), "kind": "pairs", "source": "vendor",
-         "model_a": "chat-v1", "model_b": "chat-v2", "tags": ["general", "trivia"]},
+        {
+            "file": upload("pairs.jsonl", jsonl(*PAIRS)),
+            "kind": "pairs",
+            "source": "vendor",
+            "model_a": "chat-v1",
+            "model_b": "chat-v2",
+            "tags": ["general", "trivia"],
+        },
         format="multipart",
     )
     assert response.status_code == 201, response.content
@@ -483,7 +507,7 @@ def test_skip_invalid_commits_the_good_lines_and_lists_the_bad(project, lee):
 
 def test_a_csv_upload_that_goes_to_disk_imports_prompts(project, lee, settings):
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # the upload becomes a temporary file, as big ones do
-    csv = "prompt,tags\nTranslate 'cat' to French,multilingual\n\"Explain recursion, briefly\",\"code,teaching\"\n"
+    csv = 'prompt,tags\nTranslate \'cat\' to French,multilingual\n"Explain recursion, briefly","code,teaching"\n'
     response = token_client(lee).post(
         f"/api/v1/projects/{project.slug}/imports/",
         {"file": upload("prompts.csv", csv.encode()), "kind": "prompts", "tags": "batch-7"},
@@ -611,8 +635,12 @@ def test_the_schema_is_served_to_a_logged_in_user_and_is_valid_openapi(lee):
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     for path in (
-        "/api/v1/projects/", "/api/v1/projects/{slug}/rounds/", "/api/v1/projects/{slug}/imports/",
-        "/api/v1/rounds/{id}/judgments/", "/api/v1/rounds/{id}/comparisons/", "/api/v1/tokens/{id}/",
+        "/api/v1/projects/",
+        "/api/v1/projects/{slug}/rounds/",
+        "/api/v1/projects/{slug}/imports/",
+        "/api/v1/rounds/{id}/judgments/",
+        "/api/v1/rounds/{id}/comparisons/",
+        "/api/v1/tokens/{id}/",
         "/api/v1/me/",
     ):
         assert path in schema["paths"]

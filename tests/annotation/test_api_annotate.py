@@ -27,9 +27,11 @@ def test_an_annotator_gets_a_pair_without_model_names_or_sample_ids(project, pai
     body = next_pair(token_client(alice), project)
     pair = body["pair"]
     assert set(pair) == {"assignment", "lease_expires_at", "prompt", "left", "right"}
-    comparison = Assignment.objects.select_related("comparison__sample_a", "comparison__sample_b").get(
-        pk=pair["assignment"]
-    ).comparison
+    comparison = (
+        Assignment.objects.select_related("comparison__sample_a", "comparison__sample_b")
+        .get(pk=pair["assignment"])
+        .comparison
+    )
     assert {pair["left"], pair["right"]} == {comparison.sample_a.text, comparison.sample_b.text}
     assert pair["prompt"] == comparison.prompt.messages
     raw = str(body)
@@ -75,8 +77,9 @@ def test_a_preference_without_strength_is_a_400_naming_the_field(project, pairs,
 
 def test_someone_elses_assignment_is_a_404(project, pairs, alice, bob):
     pair = next_pair(token_client(alice), project)["pair"]
-    response = token_client(bob).post(f"/api/v1/assignments/{pair['assignment']}/judgment/", {"choice": "tie"},
-                                      format="json")
+    response = token_client(bob).post(
+        f"/api/v1/assignments/{pair['assignment']}/judgment/", {"choice": "tie"}, format="json"
+    )
     assert response.status_code == 404
 
 

@@ -8,7 +8,16 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from annotation.assignment import MAX_LIVE_LEASES, AssignmentRefused, NoWork, assignment_next, assignment_skip, assignments_reclaim_expired
+from accounts.roles import Role
+from accounts.services import user_create
+from annotation.assignment import (
+    MAX_LIVE_LEASES,
+    AssignmentRefused,
+    NoWork,
+    assignment_next,
+    assignment_skip,
+    assignments_reclaim_expired,
+)
 from annotation.judging import Verdict, judgment_submit, sample_to_screen, screen_to_sample
 from annotation.models import (
     Assignment,
@@ -21,10 +30,8 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from accounts.roles import Role
-from core.text import messages_hash, text_hash
 from annotation.services import round_close
-from accounts.services import user_create
+from core.text import messages_hash, text_hash
 
 GOOD = Verdict(preferred="A", strength="better", safety="both_safe")
 
@@ -35,13 +42,22 @@ def fill(round_, n: int, *, required: int = 1, gold: int = 0) -> list[Comparison
     for i in range(n):
         messages = [{"role": "user", "content": f"Prompt {i}"}]
         prompt = Prompt.objects.create(project=round_.project, messages=messages, content_hash=messages_hash(messages))
-        a = Sample.objects.create(prompt=prompt, model_version=baseline, text=f"old {i}", text_hash=text_hash(f"old {i}"))
-        b = Sample.objects.create(prompt=prompt, model_version=candidate, text=f"new {i}", text_hash=text_hash(f"new {i}"))
+        a = Sample.objects.create(
+            prompt=prompt, model_version=baseline, text=f"old {i}", text_hash=text_hash(f"old {i}")
+        )
+        b = Sample.objects.create(
+            prompt=prompt, model_version=candidate, text=f"new {i}", text_hash=text_hash(f"new {i}")
+        )
         is_gold = i < gold
         made.append(
             Comparison.objects.create(
-                round=round_, prompt=prompt, sample_a=a, sample_b=b, required_judgments=required,
-                is_gold=is_gold, gold_preferred="B" if is_gold else "",
+                round=round_,
+                prompt=prompt,
+                sample_a=a,
+                sample_b=b,
+                required_judgments=required,
+                is_gold=is_gold,
+                gold_preferred="B" if is_gold else "",
             )
         )
     return made
@@ -273,7 +289,7 @@ def test_twenty_concurrent_annotators_fill_every_pair_exactly_k_times(lee, versi
                     continue
                 judgment_submit(assignment_id=got.pk, annotator=user, verdict=Verdict(preferred="B", strength="better"))
                 done += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()

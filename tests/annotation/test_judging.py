@@ -31,24 +31,35 @@ CASES = {
     "a choice the project does not offer": ({"choice": "tie"}, {"allow_tie": False}, "choice"),
     "a missing safety label": ({"choice": "left", "strength": "better"}, {"require_safety": True}, "safety"),
     "a rationale over the limit": (
-        {"choice": "left", "strength": "better", "rationale": "x" * (RATIONALE_MAX_CHARS + 1)}, {}, "rationale",
+        {"choice": "left", "strength": "better", "rationale": "x" * (RATIONALE_MAX_CHARS + 1)},
+        {},
+        "rationale",
     ),
     "a rationale at the limit": (
-        {"choice": "left", "strength": "better", "rationale": "x" * RATIONALE_MAX_CHARS}, {}, None,
+        {"choice": "left", "strength": "better", "rationale": "x" * RATIONALE_MAX_CHARS},
+        {},
+        None,
     ),
     "an edit over the limit": (
         {"choice": "left", "strength": "better", "edit_text": "y" * (EDIT_MAX_CHARS + 1)},
-        {"edit_policy": EditPolicy.OPTIONAL}, "edit_text",
+        {"edit_policy": EditPolicy.OPTIONAL},
+        "edit_text",
     ),
     "an edit where the project takes none": (
-        {"choice": "left", "strength": "better", "edit_text": "better words"}, {"edit_policy": EditPolicy.OFF}, "edit_text",
+        {"choice": "left", "strength": "better", "edit_text": "better words"},
+        {"edit_policy": EditPolicy.OFF},
+        "edit_text",
     ),
     "an edit of a tie without its base": (
-        {"choice": "tie", "edit_text": "better words"}, {"edit_policy": EditPolicy.OPTIONAL}, "edit_base",
+        {"choice": "tie", "edit_text": "better words"},
+        {"edit_policy": EditPolicy.OPTIONAL},
+        "edit_base",
     ),
     "both bad without the required rewrite": ({"choice": "both_bad"}, {}, "edit_text"),
     "a rewrite that is the original answer": (
-        {"choice": "both_bad", "edit_text": "Baseline answer 0.", "edit_base": "left"}, {}, None,
+        {"choice": "both_bad", "edit_text": "Baseline answer 0.", "edit_base": "left"},
+        {},
+        None,
     ),
     "a negative time": ({"choice": "left", "strength": "better", "time_spent_ms": -5}, {}, "time_spent_ms"),
     "a time of a day and more": ({"choice": "left", "strength": "better", "time_spent_ms": 2**40}, {}, None),
@@ -101,8 +112,11 @@ def test_the_page_and_the_api_refuse_the_same_judgments_with_the_same_words(case
 
         base = Sample.objects.get(pk=api_assignment.comparison.sample_a_id).text
         data_api = {**data, "edit_base": "left" if api_assignment.left == "A" else "right", "edit_text": base}
-        data_page = {**data, "edit_base": "left" if page_assignment.left == "A" else "right",
-                     "edit_text": Sample.objects.get(pk=page_assignment.comparison.sample_a_id).text}
+        data_page = {
+            **data,
+            "edit_base": "left" if page_assignment.left == "A" else "right",
+            "edit_text": Sample.objects.get(pk=page_assignment.comparison.sample_a_id).text,
+        }
     else:
         data_api = data_page = data
 
@@ -171,6 +185,9 @@ def test_imported_labels_pass_the_same_check_without_what_other_tools_do_not_ask
 
 def test_each_refusal_kind_has_one_status_and_says_whether_the_pair_is_gone():
     assert [(r.value, r.http_status, r.gone) for r in Refusal] == [
-        ("foreign", 404, True), ("stale", 409, True), ("closed", 409, True), ("reason", 400, False),
+        ("foreign", 404, True),
+        ("stale", 409, True),
+        ("closed", 409, True),
+        ("reason", 400, False),
         ("invalid", 400, False),
     ]

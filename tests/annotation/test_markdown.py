@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from django.template import Context, Template
 from django.utils.safestring import SafeString
 

@@ -108,8 +108,12 @@ def test_a_skip_needs_a_reason(comparison, alice):
     now = timezone.now()
     with pytest.raises(IntegrityError), transaction.atomic():
         Assignment.objects.create(
-            comparison=comparison, annotator=alice, left="A", status="skipped",
-            leased_at=now, lease_expires_at=now + timedelta(minutes=5),
+            comparison=comparison,
+            annotator=alice,
+            left="A",
+            status="skipped",
+            leased_at=now,
+            lease_expires_at=now + timedelta(minutes=5),
         )
 
 

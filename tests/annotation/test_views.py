@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DatabaseError
 from django.urls import reverse
 
+from annotation.models import Round
 from imports.services import ImportKind, ImportOptions, import_run
-from annotation.models import Comparison, Judgment, Prompt, Round, Sample
 from tests.conftest import PASSWORD, tags_of
 
 LLMBAR = [
@@ -125,9 +125,9 @@ def test_home_shows_the_progress_of_each_round(client, lee, project):
     client.force_login(lee)
     response = client.get(reverse("home"))
     rounds = response.context["projects"][0].rounds_with_progress
-    assert [(r.pk, r.comparison_count, r.judgment_count, r.comparisons_complete, r.percent_complete) for r in rounds] == [
-        (round_.pk, 3, 2, 2, 66)
-    ]
+    assert [
+        (r.pk, r.comparison_count, r.judgment_count, r.comparisons_complete, r.percent_complete) for r in rounds
+    ] == [(round_.pk, 3, 2, 2, 66)]
     assert "66%" in response.content.decode()
 
 
@@ -207,7 +207,9 @@ def test_the_pair_browser_shows_a_conversation_as_a_dialogue(client, lee, projec
 
 def test_model_text_with_script_and_onerror_never_becomes_live_html(client, lee, project):
     evil = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
-    round_ = import_pairs(project, [{"input": f"Repeat: {evil}", "output_1": evil, "output_2": f"```html\n{evil}\n```"}])
+    round_ = import_pairs(
+        project, [{"input": f"Repeat: {evil}", "output_1": evil, "output_2": f"```html\n{evil}\n```"}]
+    )
     client.force_login(lee)
 
     fragment = client.get(pairs_url(round_), HTTP_HX_REQUEST="true").content.decode()
@@ -241,7 +243,9 @@ def test_the_pair_browser_loads_more_pairs_with_htmx(client, lee, project):
     assert "Load more" not in fragment
 
 
-def test_the_pair_browser_needs_the_same_few_queries_for_any_page_size(client, lee, project, django_assert_max_num_queries):
+def test_the_pair_browser_needs_the_same_few_queries_for_any_page_size(
+    client, lee, project, django_assert_max_num_queries
+):
     round_ = import_pairs(project, [{"input": f"Q{i}?", "output_1": f"a{i}", "output_2": f"b{i}"} for i in range(20)])
     url = pairs_url(round_)
     client.force_login(lee)

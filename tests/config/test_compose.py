@@ -173,7 +173,7 @@ def test_gpu_worker_is_built_with_the_gpu_extra_and_keeps_model_weights_in_volum
     gpu_worker = services["gpu-worker"]
     assert gpu_worker["build"]["target"] == "gpu"
     assert gpu_worker["image"] != services["web"]["image"]
-    assert 'FROM app AS gpu' in DOCKERFILE.read_text()
+    assert "FROM app AS gpu" in DOCKERFILE.read_text()
     assert '".[gpu]"' in DOCKERFILE.read_text()
     env = environment(gpu_worker)
     assert env["HF_HOME"] == "/data/hf"
@@ -352,7 +352,7 @@ def test_the_healthcheck_passes_only_on_http_200_from_healthz(monkeypatch, statu
     seen = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen.update(path=self.path, host=self.headers["Host"], proto=self.headers["X-Forwarded-Proto"])
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

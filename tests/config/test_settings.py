@@ -20,11 +20,18 @@ PROD = {
 
 
 def django(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in PROD and not k.startswith(("SECURE_", "CSRF_", "SESSION_", "CELERY_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PROD and not k.startswith(("SECURE_", "CSRF_", "SESSION_", "CELERY_"))
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
-        capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -56,15 +63,23 @@ def test_a_secret_can_be_read_from_a_file(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("f1le-" + "s3cret" * 10 + "\n")
     env = {k: v for k, v in PROD.items() if k != "SECRET_KEY"}
-    result = django("shell", "--no-imports", "-c", "from django.conf import settings; print(settings.SECRET_KEY)",
-                    SECRET_KEY_FILE=str(secret), **env)
+    result = django(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        SECRET_KEY_FILE=str(secret),
+        **env,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "f1le-" + "s3cret" * 10
 
 
 def test_the_embedded_default_uses_sqlite_and_runs_tasks_in_process(tmp_path):
-    code = ("from django.conf import settings as s; "
-            "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.CELERY_BROKER_URL)")
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.CELERY_BROKER_URL)"
+    )
     result = django("shell", "--no-imports", "-c", code, DEBUG="1", VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["django.db.backends.sqlite3", "True", "memory://"]

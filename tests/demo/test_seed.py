@@ -11,8 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
-from demo import seed as demo
-from demo.seed import DATA, DEFAULT_PASSWORD, demo_data, demo_seed
+from accounts.roles import Role, has_role
 from annotation.models import (
     Comparison,
     EditPolicy,
@@ -22,8 +21,9 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from accounts.roles import Role, has_role
 from core.text import IdentityMatcher, messages_normalize
+from demo import seed as demo
+from demo.seed import DATA, DEFAULT_PASSWORD, demo_data, demo_seed
 from models_service.models import Backend, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -245,11 +245,17 @@ def test_demo_history_gives_the_demo_dashboard_real_numbers_and_is_idempotent():
     judged_open = sum(OPEN_ROUND_JUDGED.values())
     assert first.judgments_created == 2 * 30 + judged_open
     assert again.judgments_created == 0
-    assert (Judgment.objects.count(), Assignment.objects.count(), Round.objects.count(), Sample.objects.count()) == counts
+    assert (
+        Judgment.objects.count(),
+        Assignment.objects.count(),
+        Round.objects.count(),
+        Sample.objects.count(),
+    ) == counts
     project = first.pilot.project
     points = reports.history(project=project, filters=Filters())
     assert [(p.number, p.baseline, p.candidate) for p in points] == [
-        (0, "demo-chat-v0", "demo-chat-v1"), (1, "demo-chat-v1", "demo-chat-v2"),
+        (0, "demo-chat-v0", "demo-chat-v1"),
+        (1, "demo-chat-v1", "demo-chat-v2"),
     ]
     assert points[0].result.counts.n > 30 and points[1].result.counts.n > 15
     assert 0.5 < points[0].result.rate < 1 and 0.5 < points[1].result.rate < 1

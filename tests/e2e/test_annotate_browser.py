@@ -32,8 +32,12 @@ def seed(round_) -> None:
     for i, (text_a, text_b) in enumerate(ANSWERS):
         messages = [{"role": "user", "content": f"Question {i}: answer briefly."}]
         prompt = Prompt.objects.create(project=round_.project, messages=messages, content_hash=messages_hash(messages))
-        a = Sample.objects.create(prompt=prompt, model_version=round_.baseline, text=text_a, text_hash=text_hash(text_a))
-        b = Sample.objects.create(prompt=prompt, model_version=round_.candidate, text=text_b, text_hash=text_hash(text_b))
+        a = Sample.objects.create(
+            prompt=prompt, model_version=round_.baseline, text=text_a, text_hash=text_hash(text_a)
+        )
+        b = Sample.objects.create(
+            prompt=prompt, model_version=round_.candidate, text=text_b, text_hash=text_hash(text_b)
+        )
         Comparison.objects.create(round=round_, prompt=prompt, sample_a=a, sample_b=b)
 
 
@@ -124,7 +128,11 @@ def test_an_annotator_judges_three_pairs_with_the_keyboard_only(live_server, pag
         judgment = judgments[assignment_id]
         left = Assignment.objects.get(pk=assignment_id).left
         assert judgment.annotator == alice
-        assert (judgment.preferred, judgment.strength, judgment.left) == (screen_to_sample(choice, left), strength, left)
+        assert (judgment.preferred, judgment.strength, judgment.left) == (
+            screen_to_sample(choice, left),
+            strength,
+            left,
+        )
         assert judgment.time_spent_ms is not None and judgment.time_spent_ms > 0
     edit = Edit.objects.get()
     assert edit.judgment.assignment_id == int(third)
@@ -137,9 +145,7 @@ def test_an_annotator_judges_three_pairs_with_the_keyboard_only(live_server, pag
     # Model text with markup was shown as text and never ran.
     assert seen_xss_as_text
     assert page.evaluate("typeof window.__xss") == "undefined"
-    assert page.evaluate(
-        "[...document.scripts].filter(s => !s.src || s.textContent.includes('__xss')).length"
-    ) == 0
+    assert page.evaluate("[...document.scripts].filter(s => !s.src || s.textContent.includes('__xss')).length") == 0
     assert page.evaluate("document.querySelectorAll('img, [onerror]').length") == 0
     assert page.js_errors == []
 

@@ -64,8 +64,12 @@ def test_the_lead_opens_the_demo_dashboard_and_sees_the_win_rate_chart(live_serv
 
     # The htmx poll replaces a section and the chart is drawn again in the new content.
     page.evaluate("document.getElementById('chart-history').dataset.drawn = 'stale'")
-    page.evaluate("htmx.ajax('GET', document.getElementById('section-summary').getAttribute('hx-get'), {target: '#section-summary', swap: 'outerHTML'})")
-    page.wait_for_function("document.querySelector('#chart-history') && document.querySelector('#chart-history').dataset.drawn === 'true' && Chart.getChart('chart-history')")
+    page.evaluate(
+        "htmx.ajax('GET', document.getElementById('section-summary').getAttribute('hx-get'), {target: '#section-summary', swap: 'outerHTML'})"
+    )
+    page.wait_for_function(
+        "document.querySelector('#chart-history') && document.querySelector('#chart-history').dataset.drawn === 'true' && Chart.getChart('chart-history')"
+    )
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(artifacts / "dashboard-filtered.png"), full_page=True)
     assert page.js_errors == []

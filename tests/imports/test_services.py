@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from imports.services import FileFormat, ImportKind, ImportOptions, import_run
-from imports.readers import iter_records
 from annotation.models import Comparison, Judgment, JudgmentSource, Preference, Prompt, Round, Sample, Strength
+from imports.readers import iter_records
+from imports.services import FileFormat, ImportKind, ImportOptions, import_run
 from models_service.models import ModelVersion
 
 LLMBAR = Path(__file__).resolve().parents[1] / "data" / "llmbar"  # a copy of ../shared/data/llmbar/natural.json
@@ -20,7 +20,9 @@ User = get_user_model()
 def run(project, kind, content: str | bytes, filename="data.jsonl", **options):
     data = content.encode() if isinstance(content, str) else content
     return import_run(
-        stream=io.BytesIO(data), filename=filename, options=ImportOptions(kind=ImportKind(kind), project=project, **options)
+        stream=io.BytesIO(data),
+        filename=filename,
+        options=ImportOptions(kind=ImportKind(kind), project=project, **options),
     )
 
 
@@ -41,7 +43,12 @@ def counts() -> dict[str, int]:
 
 
 def pair(i: int, **extra):
-    return {"input": f"Question number {i}?", "output_1": f"first answer {i}", "output_2": f"second answer {i}", **extra}
+    return {
+        "input": f"Question number {i}?",
+        "output_1": f"first answer {i}",
+        "output_2": f"second answer {i}",
+        **extra,
+    }
 
 
 # --- pairs ---------------------------------------------------------------------------
@@ -50,7 +57,9 @@ def pair(i: int, **extra):
 def test_the_llmbar_natural_file_imports_as_pairs_with_its_labels_as_outside_judgments(project):
     with (LLMBAR / "natural.json").open("rb") as f:
         report = import_run(
-            stream=f, filename="natural.json", options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="llmbar")
+            stream=f,
+            filename="natural.json",
+            options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="llmbar"),
         )
     assert report.committed, report.errors
     assert report.created["comparisons"] == 100
@@ -88,8 +97,13 @@ def test_every_bad_line_is_reported_with_its_field(project):
         "{not json",
         json.dumps({"input": "q", "output_1": "a"}),
         json.dumps([1, 2]),
-        json.dumps({"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
-                    "output_1": "a", "output_2": "b"}),
+        json.dumps(
+            {
+                "input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+                "output_1": "a",
+                "output_2": "b",
+            }
+        ),
     ]
     report = run(project, "pairs", "\n".join(lines) + "\n")
     found = {(e.line, e.field) for e in report.errors}
@@ -124,9 +138,20 @@ def test_importing_the_same_pairs_twice_creates_nothing_the_second_time(project)
 
 def test_several_label_sources_become_one_judgment_per_outside_annotator(project):
     rows = [
-        pair(1, label=1, labels={"w7": "tie"},
-             judgments=[{"annotator": "w9", "preferred": "B", "strength": "significantly better",
-                         "safety": "both_safe", "rationale": "B is correct"}]),
+        pair(
+            1,
+            label=1,
+            labels={"w7": "tie"},
+            judgments=[
+                {
+                    "annotator": "w9",
+                    "preferred": "B",
+                    "strength": "significantly better",
+                    "safety": "both_safe",
+                    "rationale": "B is correct",
+                }
+            ],
+        ),
     ]
     report = run(project, "pairs", jsonl(rows), source="acme")
     assert report.created["judgments"] == 3
@@ -136,7 +161,12 @@ def test_several_label_sources_become_one_judgment_per_outside_annotator(project
     assert by_user["ext.acme"].preferred == Preference.A
     assert by_user["ext.acme-w7"].preferred == Preference.TIE
     w9 = by_user["ext.acme-w9"]
-    assert (w9.preferred, w9.strength, w9.safety, w9.rationale) == ("B", Strength.SIGNIFICANTLY, "both_safe", "B is correct")
+    assert (w9.preferred, w9.strength, w9.safety, w9.rationale) == (
+        "B",
+        Strength.SIGNIFICANTLY,
+        "both_safe",
+        "B is correct",
+    )
 
 
 def test_a_strength_with_a_tie_is_refused(project):
@@ -283,8 +313,16 @@ def test_samples_attach_to_prompts_by_external_id_and_fill_a_round(project, roun
     run(project, "prompts", jsonl([{"id": f"p{i}", "prompt": f"Prompt {i}"} for i in range(3)]))
     rows = []
     for i in range(3):
-        rows.append({"prompt_external_id": f"p{i}", "model": "chat-v1", "text": f"old {i}", "seed": 0,
-                     "sampling_params": {"temperature": 0.7}, "completion_tokens": 12})
+        rows.append(
+            {
+                "prompt_external_id": f"p{i}",
+                "model": "chat-v1",
+                "text": f"old {i}",
+                "seed": 0,
+                "sampling_params": {"temperature": 0.7},
+                "completion_tokens": 12,
+            }
+        )
         rows.append({"prompt_external_id": f"p{i}", "model": "chat-v2", "text": f"new {i}", "seed": 0})
     report = run(project, "samples", jsonl(rows), round=round_)
     assert report.committed, report.errors
@@ -306,7 +344,10 @@ def test_a_sample_with_an_unknown_prompt_or_a_taken_seed_is_refused(project):
     report = run(project, "samples", jsonl(rows))
     assert not report.committed
     assert {(e.line, e.field) for e in report.errors} == {
-        (1, "seed"), (2, "prompt_external_id"), (3, "prompt_id"), (4, "")
+        (1, "seed"),
+        (2, "prompt_external_id"),
+        (3, "prompt_id"),
+        (4, ""),
     }
     assert Sample.objects.count() == 1
 
@@ -342,7 +383,5 @@ def test_a_large_import_refreshes_the_planners_statistics(project, monkeypatch):
     monkeypatch.setattr(imports, "ANALYZE_AFTER_ROWS", 10)
     run(project, "pairs", jsonl([pair(i) for i in range(5)]))
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples FROM pg_class WHERE relname = 'annotation_comparison'"
-        )
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'annotation_comparison'")
         assert cursor.fetchone()[0] == 5  # the planner now knows the table's size

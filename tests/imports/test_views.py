@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotation.models import Comparison, Judgment, Prompt, Round, Sample
-from tests.annotation.test_views import LLMBAR, llmbar_file, pairs_url
+from tests.annotation.test_views import llmbar_file, pairs_url
 
 pytestmark = pytest.mark.django_db
 
@@ -20,9 +20,7 @@ def import_url(project) -> str:
 
 def test_the_import_form_commits_a_good_llmbar_file_and_shows_counts(client, lee, project):
     client.force_login(lee)
-    response = client.post(
-        import_url(project), {"file": llmbar_file(), "kind": "pairs", "source": "llmbar-natural"}
-    )
+    response = client.post(import_url(project), {"file": llmbar_file(), "kind": "pairs", "source": "llmbar-natural"})
     html = response.content.decode()
     assert response.status_code == 200
     report = response.context["report"]
@@ -71,7 +69,7 @@ def test_skip_invalid_lines_commits_the_good_ones_and_lists_the_bad(client, lee,
 
 def test_a_big_upload_streams_from_a_temporary_file(client, lee, project, settings):
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file
-    csv_text = "input,output_1,output_2,label\nOne?,1,one,1\n\"Two, or three?\",2,two,2\n"
+    csv_text = 'input,output_1,output_2,label\nOne?,1,one,1\n"Two, or three?",2,two,2\n'
     client.force_login(lee)
     response = client.post(
         import_url(project), {"file": SimpleUploadedFile("pairs.csv", csv_text.encode()), "kind": "pairs"}

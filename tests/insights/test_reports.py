@@ -11,20 +11,21 @@ from scipy.stats import binomtest
 from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
+from accounts.roles import Role
+from accounts.services import user_create
+from annotation.models import Comparison, Judgment, JudgmentSource, RoundStatus, Sample
+from core.text import text_hash
 from insights import cache as dashboard_cache
 from insights import lookups
 from insights import reports as dashboards
 from insights.filters import Filters
-from annotation.models import Comparison, Edit, Judgment, JudgmentSource, Prompt, RoundStatus, Sample
-from accounts.roles import Role
-from core.text import messages_hash, text_hash
-from models_service.services import model_version_get_or_create
-from models_service.rounds import round_create
-from accounts.services import user_create
 from insights.reports import flagged_annotator_ids
+from models_service.rounds import round_create
+from models_service.services import model_version_get_or_create
 from tests.factories import BAD, CANT, NEW, OLD, TIE, Builder
 
 pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture
 def carol(db):
@@ -199,8 +200,11 @@ def test_agreement_from_sql_matches_statsmodels_on_the_same_labels(project, roun
         picks = [truth if rng.random() < 0.7 else rng.choice(labels) for _ in range(3)]
         for user, pick in zip((alice, bob, carol), picks, strict=True):
             Judgment.objects.create(
-                comparison=comparison, annotator=user, preferred=pick,
-                strength="better" if pick in ("A", "B") else "", source=JudgmentSource.IMPORT,
+                comparison=comparison,
+                annotator=user,
+                preferred=pick,
+                strength="better" if pick in ("A", "B") else "",
+                source=JudgmentSource.IMPORT,
             )
         rows.append([picks.count(label) for label in labels])
     lonely = build.comparison()
@@ -219,7 +223,9 @@ def test_agreement_from_sql_matches_statsmodels_on_the_same_labels(project, roun
         a = comparison.judgments.get(annotator=alice).preferred
         b = comparison.judgments.get(annotator=bob).preferred
         confusion[labels.index(a), labels.index(b)] += 1
-    confusion = confusion[confusion.sum(axis=1) + confusion.sum(axis=0) > 0][:, confusion.sum(axis=1) + confusion.sum(axis=0) > 0]
+    confusion = confusion[confusion.sum(axis=1) + confusion.sum(axis=0) > 0][
+        :, confusion.sum(axis=1) + confusion.sum(axis=0) > 0
+    ]
     assert pair.items == 30
     assert pair.kappa == pytest.approx(cohens_kappa(confusion).kappa)
 
@@ -236,7 +242,9 @@ def test_agreement_with_strength_counts_a_strength_mismatch_as_disagreement(proj
     assert report.with_strength.pairwise == pytest.approx(0.6)
 
 
-def test_quality_counts_left_choices_gold_edits_and_agreement_with_the_majority(project, round_, build, alice, bob, carol):
+def test_quality_counts_left_choices_gold_edits_and_agreement_with_the_majority(
+    project, round_, build, alice, bob, carol
+):
     for i in range(30):
         comparison = build.comparison(gold="A" if i < 10 else "")
         # alice always picks the answer shown left; bob mostly picks A shown right; carol picks A on either side.
@@ -244,7 +252,10 @@ def test_quality_counts_left_choices_gold_edits_and_agreement_with_the_majority(
         build.judge(comparison, bob, "A" if i % 5 else "B", left="B", ms=40_000)
         build.judge(comparison, carol, "A", left="A" if i % 2 else "B", ms=45_000)
 
-    rows = {row.figures.username: row for row in dashboards.quality_for(project=project, round_ids=[round_.pk], filters=Filters())}
+    rows = {
+        row.figures.username: row
+        for row in dashboards.quality_for(project=project, round_ids=[round_.pk], filters=Filters())
+    }
     alice_q, bob_q = rows["alice"], rows["bob"]
 
     assert alice_q.figures.judgments == 30
@@ -288,9 +299,20 @@ def test_comparisons_that_are_not_old_vs_new_are_left_out_of_win_rates(round_, b
     build.judge(comparison, alice, NEW)
     # A temperatures-style pair: both answers from the candidate.
     prompt = comparison.prompt
-    extra = Sample.objects.create(prompt=prompt, model_version=round_.candidate, text="new again", text_hash=text_hash("new again"))
-    same = Comparison.objects.create(round=round_, prompt=prompt, sample_a=comparison.sample_a if comparison.sample_a.model_version_id == round_.candidate_id else comparison.sample_b, sample_b=extra)
-    Judgment.objects.create(comparison=same, annotator=alice, preferred="A", strength="better", source=JudgmentSource.IMPORT)
+    extra = Sample.objects.create(
+        prompt=prompt, model_version=round_.candidate, text="new again", text_hash=text_hash("new again")
+    )
+    same = Comparison.objects.create(
+        round=round_,
+        prompt=prompt,
+        sample_a=comparison.sample_a
+        if comparison.sample_a.model_version_id == round_.candidate_id
+        else comparison.sample_b,
+        sample_b=extra,
+    )
+    Judgment.objects.create(
+        comparison=same, annotator=alice, preferred="A", strength="better", source=JudgmentSource.IMPORT
+    )
 
     assert dashboards.round_report(round_=round_, filters=Filters()).overall.counts.total == 1
 
@@ -298,7 +320,9 @@ def test_comparisons_that_are_not_old_vs_new_are_left_out_of_win_rates(round_, b
 def test_a_slow_stale_report_is_served_at_once_and_refreshed_in_the_background(round_, build, alice, bob, monkeypatch):
     refreshes = []
     monkeypatch.setattr(dashboard_cache, "SLOW_SECONDS", 0.0)  # every computation counts as slow
-    monkeypatch.setattr(dashboard_cache, "_refresh_in_background", lambda key, compute, fp: refreshes.append((key, compute, fp)))
+    monkeypatch.setattr(
+        dashboard_cache, "_refresh_in_background", lambda key, compute, fp: refreshes.append((key, compute, fp))
+    )
     comparison = build.comparison()
     build.judge(comparison, alice, NEW)
     assert dashboards.round_report(round_=round_, filters=Filters()).overall.counts.wins == 1
@@ -316,11 +340,15 @@ def test_a_slow_stale_report_is_served_at_once_and_refreshed_in_the_background(r
     assert dashboards.round_report(round_=round_, filters=Filters()).overall.counts.as_tuple() == (1, 1, 0, 0, 0)
 
 
-def test_the_background_refresh_thread_stores_the_new_report_and_releases_its_lock(round_, build, alice, bob, monkeypatch):
+def test_the_background_refresh_thread_stores_the_new_report_and_releases_its_lock(
+    round_, build, alice, bob, monkeypatch
+):
     from django.core.cache import cache
 
     calls = []
-    monkeypatch.setattr(dashboard_cache.threading, "Thread", lambda target, **kw: type("T", (), {"start": lambda self: target()})())
+    monkeypatch.setattr(
+        dashboard_cache.threading, "Thread", lambda target, **kw: type("T", (), {"start": lambda self: target()})()
+    )
     monkeypatch.setattr(dashboard_cache.connection, "close", lambda: calls.append("closed"))
     cache.add("dash:test:refreshing", 1, 60)
 
@@ -341,10 +369,15 @@ def test_with_a_real_broker_a_stale_report_is_recomputed_by_a_celery_task_not_th
     sent = []
     settings.CELERY_TASK_ALWAYS_EAGER = False
     monkeypatch.setattr(dashboard_cache, "SLOW_SECONDS", 0.0)
-    monkeypatch.setattr(dashboard_cache.threading, "Thread", lambda *a, **kw: pytest.fail("no thread in the web process"))
     monkeypatch.setattr(
-        dashboard_cache.current_app, "send_task",
-        lambda name, args, queue: sent.append(json.loads(json.dumps(args))) if name == tasks.dashboard_refresh.name else None,
+        dashboard_cache.threading, "Thread", lambda *a, **kw: pytest.fail("no thread in the web process")
+    )
+    monkeypatch.setattr(
+        dashboard_cache.current_app,
+        "send_task",
+        lambda name, args, queue: (
+            sent.append(json.loads(json.dumps(args))) if name == tasks.dashboard_refresh.name else None
+        ),
     )
     filters = Filters(since=date(2020, 1, 1), until=date(2100, 1, 1))
     comparison = build.comparison()
@@ -409,7 +442,9 @@ def test_a_project_is_big_by_its_own_judgments_not_the_whole_databases(project, 
 
 
 def test_a_cold_report_on_small_data_is_computed_in_the_request(round_, build, alice, monkeypatch):
-    monkeypatch.setattr(dashboard_cache, "_refresh_in_background", lambda *args: pytest.fail("small data must not wait"))
+    monkeypatch.setattr(
+        dashboard_cache, "_refresh_in_background", lambda *args: pytest.fail("small data must not wait")
+    )
     build.judge(build.comparison(), alice, NEW)
     assert dashboards.round_report(round_=round_, filters=Filters(), wait=False).overall.counts.wins == 1
 

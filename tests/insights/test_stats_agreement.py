@@ -9,7 +9,14 @@ import pytest
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from insights.stats.agreement import agreement, cohen_kappa, fleiss_kappa, gwet_ac1, krippendorff_alpha, pairwise_agreement
+from insights.stats.agreement import (
+    agreement,
+    cohen_kappa,
+    fleiss_kappa,
+    gwet_ac1,
+    krippendorff_alpha,
+    pairwise_agreement,
+)
 
 
 def counts_from_labels(items: list[list[int]], categories: int) -> np.ndarray:
@@ -27,10 +34,20 @@ def test_fleiss_kappa_matches_statsmodels():
 
 def test_fleiss_kappa_on_fleiss_1971_style_table_matches_statsmodels():
     # The Wikipedia worked example (14 raters, 10 subjects, 5 categories): kappa = 0.210.
-    table = np.array([
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-    ])
+    table = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
     assert fleiss_kappa(table) == pytest.approx(0.2099, abs=5e-5)
     assert fleiss_kappa(table) == pytest.approx(sm_fleiss_kappa(table), abs=1e-12)
 
@@ -116,4 +133,9 @@ def test_everyone_always_picking_tie_has_undefined_kappas_but_full_agreement():
 def test_no_overlapping_judgments_give_nothing():
     result = agreement(np.zeros((0, 5)))
     assert result.items == 0
-    assert (result.pairwise, result.fleiss_kappa, result.krippendorff_alpha, result.gwet_ac1) == (None, None, None, None)
+    assert (result.pairwise, result.fleiss_kappa, result.krippendorff_alpha, result.gwet_ac1) == (
+        None,
+        None,
+        None,
+        None,
+    )

@@ -21,14 +21,19 @@ def fastchat_reference(battles: bt.Battles) -> np.ndarray:
     def loss_and_grad(ratings):
         pair = ratings[matchups]
         probs = expit(alpha * (pair[:, 0] - pair[:, 1]))
-        loss = -((np.log(probs) * battles.outcome + np.log(1.0 - probs) * (1.0 - battles.outcome)) * battles.weight).sum()
+        loss = -(
+            (np.log(probs) * battles.outcome + np.log(1.0 - probs) * (1.0 - battles.outcome)) * battles.weight
+        ).sum()
         grads = -alpha * (battles.outcome - probs) * battles.weight
         model_grad = np.zeros_like(ratings)
         np.add.at(model_grad, matchups, grads[:, None] * np.array([1.0, -1.0]))
         return loss, model_grad
 
     result = minimize(
-        loss_and_grad, np.zeros(len(battles.names)), jac=True, method="L-BFGS-B",
+        loss_and_grad,
+        np.zeros(len(battles.names)),
+        jac=True,
+        method="L-BFGS-B",
         options={"maxiter": 1000, "gtol": 1e-9},
     )
     return result.x * 400 + 1000
@@ -88,7 +93,9 @@ def test_bootstrap_intervals_match_per_replicate_fastchat_fits():
     for weights in drawn:
         replicate = bt.Battles(battles.names, battles.a, battles.b, battles.outcome, weights.astype(float))
         keep = replicate.weight > 0
-        replicate = bt.Battles(battles.names, battles.a[keep], battles.b[keep], battles.outcome[keep], replicate.weight[keep])
+        replicate = bt.Battles(
+            battles.names, battles.a[keep], battles.b[keep], battles.outcome[keep], replicate.weight[keep]
+        )
         boots.append(fastchat_reference(replicate))
     low, high = np.percentile(np.array(boots), [2.5, 97.5], axis=0)
 
@@ -116,7 +123,9 @@ def test_a_version_that_never_wins_stays_finite_and_is_flagged():
     ratings = bt.rate(battles, rounds=50)
     table = {row["model"]: row for row in ratings.table()}
 
-    assert np.all(np.isfinite(ratings.rating)) and np.all(np.isfinite(ratings.low)) and np.all(np.isfinite(ratings.high))
+    assert (
+        np.all(np.isfinite(ratings.rating)) and np.all(np.isfinite(ratings.low)) and np.all(np.isfinite(ratings.high))
+    )
     assert table["bad"]["never_won"] and not table["good"]["never_won"]
     assert table["good"]["never_lost"]
     assert table["bad"]["rating"] < table["mid"]["rating"] < table["good"]["rating"]
@@ -144,10 +153,21 @@ def test_versions_never_compared_are_reported_as_separate_groups():
 
 def test_sql_rows_map_sample_preferences_to_battles():
     battles = bt.battles_from_counts(
-        [("v1", "v2", "A", 3), ("v1", "v2", "B", 2), ("v2", "v1", "tie", 4), ("v1", "v2", "both_bad", 1), ("v1", "v2", "cant_judge", 9)]
+        [
+            ("v1", "v2", "A", 3),
+            ("v1", "v2", "B", 2),
+            ("v2", "v1", "tie", 4),
+            ("v1", "v2", "both_bad", 1),
+            ("v1", "v2", "cant_judge", 9),
+        ]
     )
     assert battles.total == 10
-    assert sorted(zip(battles.outcome.tolist(), battles.weight.tolist())) == [(0.0, 2.0), (0.5, 1.0), (0.5, 4.0), (1.0, 3.0)]
+    assert sorted(zip(battles.outcome.tolist(), battles.weight.tolist())) == [
+        (0.0, 2.0),
+        (0.5, 1.0),
+        (0.5, 4.0),
+        (1.0, 3.0),
+    ]
 
 
 def test_twenty_versions_with_100_bootstrap_rounds_recover_the_true_order():
@@ -157,7 +177,9 @@ def test_twenty_versions_with_100_bootstrap_rounds_recover_the_true_order():
     a = rng.integers(0, 20, 100_000)
     b = (a + rng.integers(1, 20, 100_000)) % 20
     wins = rng.random(100_000) < 1 / (1 + 10 ** (true[b] - true[a]))
-    battles = bt.Battles.from_rows((f"v{x:02d}", f"v{y:02d}", 1.0 if w else 0.0, 1) for x, y, w in zip(a, b, wins, strict=True))
+    battles = bt.Battles.from_rows(
+        (f"v{x:02d}", f"v{y:02d}", 1.0 if w else 0.0, 1) for x, y, w in zip(a, b, wins, strict=True)
+    )
 
     ratings = bt.rate(battles, rounds=100)
     by_name = dict(zip(ratings.names, ratings.rating, strict=True))

@@ -10,8 +10,18 @@ from insights.stats.quality import AnnotatorFigures, assess
 
 def figures(name: str, **overrides) -> AnnotatorFigures:
     base = dict(
-        annotator_id=hash(name) % 10_000, username=name, judgments=100, median_ms=40_000, timed=100,
-        sided=80, chose_left=41, shared=100, agreed=75, gold_items=12, gold_correct=11, edits=10,
+        annotator_id=hash(name) % 10_000,
+        username=name,
+        judgments=100,
+        median_ms=40_000,
+        timed=100,
+        sided=80,
+        chose_left=41,
+        shared=100,
+        agreed=75,
+        gold_items=12,
+        gold_correct=11,
+        edits=10,
     )
     base.update(overrides)
     return AnnotatorFigures(**base)
@@ -67,7 +77,21 @@ def test_poor_gold_accuracy_is_flagged():
 
 
 def test_missing_figures_give_none_not_errors():
-    rows = assess([figures("imported", median_ms=None, timed=0, sided=0, chose_left=0, shared=0, agreed=0, gold_items=0, gold_correct=0)])
+    rows = assess(
+        [
+            figures(
+                "imported",
+                median_ms=None,
+                timed=0,
+                sided=0,
+                chose_left=0,
+                shared=0,
+                agreed=0,
+                gold_items=0,
+                gold_correct=0,
+            )
+        ]
+    )
     row = rows[0]
     assert (row.median_seconds, row.left_share, row.left_p, row.agreement, row.gold_accuracy) == (None,) * 5
     assert row.flags == []

@@ -7,7 +7,15 @@ import pytest
 from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
-from insights.stats.winrate import Counts, Patterns, binomial_test, bootstrap_interval, sign_test, wilson_interval, win_rate
+from insights.stats.winrate import (
+    Counts,
+    Patterns,
+    binomial_test,
+    bootstrap_interval,
+    sign_test,
+    wilson_interval,
+    win_rate,
+)
 
 
 def test_ties_and_both_bad_count_half_and_cant_judge_is_left_out():
@@ -116,7 +124,9 @@ def test_a_candidate_that_never_wins_has_rate_zero_and_a_tiny_p_value():
     result = win_rate(patterns.totals(), patterns)
 
     assert result.rate == 0.0
-    assert result.wilson[0] == pytest.approx(0.0, abs=1e-12) and result.wilson[1] == pytest.approx(proportion_confint(0, 25, method="wilson")[1])
+    assert result.wilson[0] == pytest.approx(0.0, abs=1e-12) and result.wilson[1] == pytest.approx(
+        proportion_confint(0, 25, method="wilson")[1]
+    )
     assert result.bootstrap == (0.0, 0.0)
     assert result.sign_test_p == pytest.approx(binomtest(0, 25).pvalue)
 
@@ -124,6 +134,16 @@ def test_a_candidate_that_never_wins_has_rate_zero_and_a_tiny_p_value():
 def test_as_dict_names_every_figure():
     data = win_rate(Counts(wins=3, losses=1, ties=2)).as_dict()
     assert set(data) >= {
-        "wins", "losses", "ties", "both_bad", "cant_judge", "n", "win_rate", "wilson_low", "wilson_high",
-        "bootstrap_low", "bootstrap_high", "sign_test_p",
+        "wins",
+        "losses",
+        "ties",
+        "both_bad",
+        "cant_judge",
+        "n",
+        "win_rate",
+        "wilson_low",
+        "wilson_high",
+        "bootstrap_low",
+        "bootstrap_high",
+        "sign_test_p",
     }

@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import RoundStatus
-from models_service.services import model_version_get_or_create
 from models_service.rounds import round_create
-from tests.factories import BAD, CANT, NEW, OLD, TIE, Builder
+from models_service.services import model_version_get_or_create
 from tests.conftest import tags_of, token_client
+from tests.factories import BAD, CANT, NEW, OLD, TIE, Builder
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,9 @@ def judged(project, round_, alice, bob):
     build = Builder(round_)
     verdicts = [NEW] * 9 + [OLD] * 4 + [TIE] * 2 + [BAD, CANT]
     for i, verdict in enumerate(verdicts):
-        comparison = build.comparison(tags=("code",) if i % 3 == 0 else ("helpfulness", "=cmd|' /C calc'!A0"), turns=1 + i % 2)
+        comparison = build.comparison(
+            tags=("code",) if i % 3 == 0 else ("helpfulness", "=cmd|' /C calc'!A0"), turns=1 + i % 2
+        )
         build.judge(comparison, alice, verdict, strength="better", safety="both_safe")
         build.judge(comparison, bob, verdicts[(i + 3) % len(verdicts)], strength="slightly")
     v3 = model_version_get_or_create(name="chat-v3")
@@ -86,7 +88,17 @@ def test_the_page_shows_counts_rates_policy_and_every_section(client, judged, le
     # alice: 9 W, 4 L, 2 T, 1 BB, 1 CJ; bob's verdicts are a rotation of the same list:
     # 18 W, 8 L, 4 T, 2 BB, 2 CJ in all; N = 32, (18 + ½·6)/32 = 65.625%.
     assert 'data-win-rate="0.65625"' in html and "65.6%" in html
-    for heading in ("Win rate of the new model", "Bradley-Terry ratings", "Agreement in", "Annotator quality", "By strength", "By tag", "By safety label", "By turns", "By annotator"):
+    for heading in (
+        "Win rate of the new model",
+        "Bradley-Terry ratings",
+        "Agreement in",
+        "Annotator quality",
+        "By strength",
+        "By tag",
+        "By safety label",
+        "By turns",
+        "By annotator",
+    ):
         assert heading in html, heading
     assert "“Both bad” counts as a tie" in html
     canvases = [attrs for tag, attrs in tags_of(html) if tag == "canvas"]
@@ -121,7 +133,9 @@ def test_a_round_without_judgments_says_so(client, round_, lee):
 
 def test_filters_are_validated_with_field_errors(client, judged, lee):
     client.force_login(lee)
-    response = client.get(page_url(judged, round=9, since="2026-05-02", until="2026-05-01", annotator="abc", tag="nope"))
+    response = client.get(
+        page_url(judged, round=9, since="2026-05-02", until="2026-05-01", annotator="abc", tag="nope")
+    )
     html = response.content.decode()
 
     assert response.status_code == 400
@@ -139,7 +153,9 @@ def test_filters_narrow_the_numbers(client, judged, lee, alice):
 
 def test_a_section_answers_htmx_polls_with_a_fragment(client, judged, lee):
     client.force_login(lee)
-    response = client.get(reverse("dashboard-section", args=[judged.slug, "round"]) + "?round=1", HTTP_HX_REQUEST="true")
+    response = client.get(
+        reverse("dashboard-section", args=[judged.slug, "round"]) + "?round=1", HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
 
     assert response.status_code == 200
@@ -174,7 +190,21 @@ def test_the_sections_poll_and_pick_up_new_judgments(client, judged, lee, bob, r
 
 
 @pytest.mark.parametrize(
-    "table", ["history", "round", "strength", "tag", "safety", "turn", "annotator", "ratings", "win-matrix", "agreement", "agreement-pairs", "quality"]
+    "table",
+    [
+        "history",
+        "round",
+        "strength",
+        "tag",
+        "safety",
+        "turn",
+        "annotator",
+        "ratings",
+        "win-matrix",
+        "agreement",
+        "agreement-pairs",
+        "quality",
+    ],
 )
 def test_every_table_downloads_as_csv(client, judged, lee, table):
     client.force_login(lee)
@@ -192,7 +222,14 @@ def test_csv_numbers_are_the_page_numbers(client, judged, lee):
     rows = read_csv(client.get(reverse("dashboard-csv", args=[judged.slug, "history"])))
     header, first, second = rows[0], rows[1], rows[2]
     record = dict(zip(header, first, strict=True))
-    assert (record["round"], record["wins"], record["losses"], record["ties"], record["both_bad"], record["cant_judge"]) == ("1", "18", "8", "4", "2", "2")
+    assert (
+        record["round"],
+        record["wins"],
+        record["losses"],
+        record["ties"],
+        record["both_bad"],
+        record["cant_judge"],
+    ) == ("1", "18", "8", "4", "2", "2")
     assert float(record["win_rate"]) == pytest.approx(0.65625)
     assert float(dict(zip(header, second, strict=True))["win_rate"]) == pytest.approx(0.375)
 
@@ -264,7 +301,13 @@ def test_the_api_gives_the_same_numbers_as_the_page(client, judged, lee):
 
     assert (data["round"], data["baseline"], data["candidate"]) == (1, "chat-v1", "chat-v2")
     overall = data["overall"]
-    assert (overall["wins"], overall["losses"], overall["ties"], overall["both_bad"], overall["cant_judge"]) == (18, 8, 4, 2, 2)
+    assert (overall["wins"], overall["losses"], overall["ties"], overall["both_bad"], overall["cant_judge"]) == (
+        18,
+        8,
+        4,
+        2,
+        2,
+    )
     assert overall["win_rate"] == pytest.approx(0.65625)
     assert overall["wilson_low"] < 0.65625 < overall["wilson_high"]
     assert overall["bootstrap_low"] < 0.65625 < overall["bootstrap_high"]
@@ -302,7 +345,9 @@ def test_the_api_answers_bad_filters_with_field_errors(judged, lee):
     assert response.status_code == 400
     assert set(response.json()) == {"round", "since"}
 
-    response = client.get(api("stats-round", judged, round=7, tag="unknown", anchor="gpt-9", since="2026-02-02", until="2026-01-01"))
+    response = client.get(
+        api("stats-round", judged, round=7, tag="unknown", anchor="gpt-9", since="2026-02-02", until="2026-01-01")
+    )
     assert response.status_code == 400
     assert set(response.json()) == {"round", "tag", "anchor", "until"}
 
@@ -335,7 +380,7 @@ def test_a_round_of_only_ties_shows_one_half_and_no_sign_test(client, round_, le
 
     assert 'data-win-rate="0.5"' in html and "50.0%" in html
     assert "p —" in html  # no decisive verdict, no sign test
-    assert "<td class=\"num\"><strong>1000</strong></td>" in html  # equal ratings
+    assert '<td class="num"><strong>1000</strong></td>' in html  # equal ratings
 
 
 def test_a_candidate_that_never_wins_is_rated_and_flagged_not_diverging(client, round_, lee, alice):
@@ -353,12 +398,16 @@ def test_a_candidate_that_never_wins_is_rated_and_flagged_not_diverging(client, 
 # --- Big rounds: never make the page wait ---------------------------------------------------
 
 
-def test_on_a_big_database_a_cold_page_shows_placeholders_that_poll_until_the_numbers_are_in(client, judged, lee, monkeypatch):
+def test_on_a_big_database_a_cold_page_shows_placeholders_that_poll_until_the_numbers_are_in(
+    client, judged, lee, monkeypatch
+):
     from insights import cache as dashboard_cache
 
     started = []
     monkeypatch.setattr(dashboard_cache, "big_project", lambda project_id: True)
-    monkeypatch.setattr(dashboard_cache, "_refresh_in_background", lambda key, compute, fp: started.append((key, compute, fp)))
+    monkeypatch.setattr(
+        dashboard_cache, "_refresh_in_background", lambda key, compute, fp: started.append((key, compute, fp))
+    )
     client.force_login(lee)
 
     html = client.get(page_url(judged, round=1)).content.decode()
@@ -372,7 +421,9 @@ def test_on_a_big_database_a_cold_page_shows_placeholders_that_poll_until_the_nu
 
     for key, compute, fingerprint in started:  # what the background threads do
         dashboard_cache._store(key, compute, fingerprint)
-    fragment = client.get(reverse("dashboard-section", args=[judged.slug, "round"]) + "?round=1", HTTP_HX_REQUEST="true")
+    fragment = client.get(
+        reverse("dashboard-section", args=[judged.slug, "round"]) + "?round=1", HTTP_HX_REQUEST="true"
+    )
     html = fragment.content.decode()
     assert 'data-win-rate="0.65625"' in html and "Computing" not in html
     assert next(attrs for tag, attrs in tags_of(html) if tag == "section")["hx-trigger"] == "every 30s"
@@ -382,9 +433,13 @@ def test_csv_and_api_wait_for_the_numbers_instead_of_a_placeholder(client, judge
     from insights import cache as dashboard_cache
 
     monkeypatch.setattr(dashboard_cache, "big_project", lambda project_id: True)
-    monkeypatch.setattr(dashboard_cache, "_refresh_in_background", lambda *args: pytest.fail("must compute in the request"))
+    monkeypatch.setattr(
+        dashboard_cache, "_refresh_in_background", lambda *args: pytest.fail("must compute in the request")
+    )
     client.force_login(lee)
 
     rows = read_csv(client.get(reverse("dashboard-csv", args=[judged.slug, "round"]) + "?round=1"))
     assert float(dict(zip(rows[0], rows[1], strict=True))["win_rate"]) == pytest.approx(0.65625)
-    assert token_client(lee).get(api("stats-round", judged, round=1)).json()["overall"]["win_rate"] == pytest.approx(0.65625)
+    assert token_client(lee).get(api("stats-round", judged, round=1)).json()["overall"]["win_rate"] == pytest.approx(
+        0.65625
+    )

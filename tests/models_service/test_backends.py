@@ -29,7 +29,9 @@ HELLO = [{"role": "user", "content": "Write a short poem about the sea."}]
 
 
 def request(max_tokens=8, temperature=1.0, seed=1, messages=HELLO):
-    return GenerationRequest(messages=messages, params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
+    return GenerationRequest(
+        messages=messages, params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    )
 
 
 # --- openai -------------------------------------------------------------------------------
@@ -80,7 +82,9 @@ def test_openai_adapter_streams_pieces_that_add_up_to_the_answer_without_a_done_
 
 def test_openai_adapter_reports_a_refused_request_without_retrying_it(live_server_up):
     # This server is pinned to one model and answers another name with HTTP 400.
-    backend = OpenAICompatBackend(OpenAIConfig(**openai_config(live_server_up, model="no-such-model", max_retries=3, backoff_base_s=1)))
+    backend = OpenAICompatBackend(
+        OpenAIConfig(**openai_config(live_server_up, model="no-such-model", max_retries=3, backoff_base_s=1))
+    )
     started = time.monotonic()
     (result,) = backend.generate([request()])
     backend.close()
@@ -92,7 +96,9 @@ def test_openai_adapter_reports_a_refused_request_without_retrying_it(live_serve
 def test_openai_adapter_retries_a_dead_server_with_backoff_then_reports_the_error():
     port = free_port()  # nothing listens there
     backend = OpenAICompatBackend(
-        OpenAIConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2, backoff_base_s=0.1, backoff_max_s=1)
+        OpenAIConfig(
+            base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2, backoff_base_s=0.1, backoff_max_s=1
+        )
     )
     started = time.monotonic()
     (result,) = backend.generate([request()])
@@ -105,7 +111,9 @@ def test_openai_adapter_retries_a_dead_server_with_backoff_then_reports_the_erro
 
 
 def test_backoff_grows_exponentially_with_jitter_and_respects_retry_after():
-    backend = OpenAICompatBackend(OpenAIConfig(base_url="http://127.0.0.1:9/v1", model="m", backoff_base_s=1, backoff_max_s=8))
+    backend = OpenAICompatBackend(
+        OpenAIConfig(base_url="http://127.0.0.1:9/v1", model="m", backoff_base_s=1, backoff_max_s=8)
+    )
     waits = [[backend._backoff(attempt, None) for _ in range(50)] for attempt in range(5)]
     for attempt, samples in enumerate(waits):
         cap = min(8, 2**attempt)
@@ -117,10 +125,10 @@ def test_backoff_grows_exponentially_with_jitter_and_respects_retry_after():
 
 
 def test_sse_parser_ends_on_done_or_at_the_end_of_the_stream():
-    lines = [": keep-alive", "data: {\"a\": 1}", "", "data: line one", "data: line two", "", "data: [DONE]", ""]
+    lines = [": keep-alive", 'data: {"a": 1}', "", "data: line one", "data: line two", "", "data: [DONE]", ""]
     assert list(sse_events(iter(lines))) == ['{"a": 1}', "line one\nline two", "[DONE]"]
     # A server that closes without a blank line still delivers its last event.
-    assert list(sse_events(iter(["data:{\"b\": 2}"]))) == ['{"b": 2}']
+    assert list(sse_events(iter(['data:{"b": 2}']))) == ['{"b": 2}']
 
 
 def test_openai_config_refuses_bad_urls_unknown_settings_and_stored_keys():

@@ -18,9 +18,9 @@ from annotation.models import (
     RoundStatus,
     Sample,
 )
-from models_service.services import model_version_create
-from models_service.rounds import round_create
 from models_service.models import LiveTurn
+from models_service.rounds import round_create
+from models_service.services import model_version_create
 from tests.conftest import tags_of
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 
@@ -29,8 +29,12 @@ from tests.models_service.conftest import TINY_SAMPLING, openai_config
 def live_project(project, live_server_up, django_capture_on_commit_callbacks):
     project.live_mode = True
     project.save()
-    old = model_version_create(name="secret-old-7b", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
-    new = model_version_create(name="secret-new-7b", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    old = model_version_create(
+        name="secret-old-7b", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
+    new = model_version_create(
+        name="secret-new-7b", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
     with django_capture_on_commit_callbacks(execute=True):
         round_ = round_create(project=project, baseline=old, candidate=new, status=RoundStatus.OPEN)
     round_.refresh_from_db()
@@ -95,11 +99,17 @@ def test_both_answers_stream_in_and_the_pair_is_judged_through_the_engine(client
     assignment = Assignment.objects.get(annotator=alice)
     assert assignment.left == turn.left and assignment.status == AssignmentStatus.ACTIVE
     comparison = assignment.comparison
-    assert (comparison.taken, comparison.required_judgments, comparison.round_id) == (1, live_project.overlap, turn.round_id)
+    assert (comparison.taken, comparison.required_judgments, comparison.round_id) == (
+        1,
+        live_project.overlap,
+        turn.round_id,
+    )
     assert client.get(reverse("live-judge", args=[live_project.slug, turn.pk])).status_code == 200
     assert Assignment.objects.count() == 1  # asking again hands back the same assignment
 
-    after = client.post(reverse("live-submit", args=[live_project.slug, turn.pk]), {"choice": "left", "strength": "better"})
+    after = client.post(
+        reverse("live-submit", args=[live_project.slug, turn.pk]), {"choice": "left", "strength": "better"}
+    )
     assert after.status_code == 200 and b"Judgment saved" in after.content
     judgment = Judgment.objects.get()
     assert judgment.preferred == turn.left and judgment.left == turn.left and judgment.strength == "better"
@@ -202,7 +212,9 @@ def test_without_an_open_generating_round_the_page_says_why(client, alice, proje
     assert response.status_code == 422 and not LiveTurn.objects.exists()
 
 
-def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_lead(client, alice, live_project, monkeypatch):
+def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_lead(
+    client, alice, live_project, monkeypatch
+):
     from models_service import live, sampling
     from models_service.backends import Generation, StreamEvent
 
@@ -216,7 +228,9 @@ def test_an_answer_naming_a_model_never_reaches_the_annotator_and_waits_for_a_le
         def stream(self, request):
             for piece in ("Hello there. I am Gem", "ini, made", " by Google."):
                 yield StreamEvent(delta=piece)
-            yield StreamEvent(done=True, generation=Generation(text="Hello there. I am Gemini, made by Google.", finish_reason="stop"))
+            yield StreamEvent(
+                done=True, generation=Generation(text="Hello there. I am Gemini, made by Google.", finish_reason="stop")
+            )
 
     monkeypatch.setattr(live, "_live_adapter", lambda v: SpeaksAsGemini() if v.name == "secret-old-7b" else original(v))
     client.force_login(alice)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Judgment, RoundStatus
-from models_service.services import model_version_create
-from models_service.rounds import round_create
 from models_service.models import LiveTurn
+from models_service.rounds import round_create
+from models_service.services import model_version_create
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM, artifacts, browser, page  # noqa: F401 - fixtures
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
@@ -20,11 +20,17 @@ pytestmark = [
 ]
 
 
-def test_an_annotator_asks_both_models_judges_and_continues_the_dialogue(page, live_server, alice, project, live_server_up, artifacts):  # noqa: F811
+def test_an_annotator_asks_both_models_judges_and_continues_the_dialogue(
+    page, live_server, alice, project, live_server_up, artifacts
+):
     project.live_mode = True
     project.save()
-    old = model_version_create(name="hidden-old", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
-    new = model_version_create(name="hidden-new", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    old = model_version_create(
+        name="hidden-old", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
+    new = model_version_create(
+        name="hidden-new", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
     round_create(project=project, baseline=old, candidate=new, status=RoundStatus.OPEN)
 
     page.goto(f"{live_server.url}/login/")
@@ -40,6 +46,7 @@ def test_an_annotator_asks_both_models_judges_and_continues_the_dialogue(page, l
         assert page.text_content(f'[data-pane="{side}"] [data-pane-state]').startswith("done")
     turn = LiveTurn.objects.get()
     left, right = (turn.sample_a, turn.sample_b) if turn.left == "A" else (turn.sample_b, turn.sample_a)
+
     def norm(text):  # carriage returns may be normalised away by the DOM
         return text.replace("\r", "")
 

@@ -20,13 +20,13 @@ from annotation.models import (
     Sample,
 )
 from core.text import messages_hash
-from models_service.services import model_version_create
-from models_service.rounds import round_build_comparisons, round_create, round_open
 from models_service import arms as arm_rules
 from models_service import sampling
 from models_service.models import JobStatus, SamplingFailure, SamplingJob
-from models_service.selectors import round_progress
+from models_service.rounds import round_build_comparisons, round_create, round_open
 from models_service.sampling import batch_sampled, sampling_start
+from models_service.selectors import round_progress
+from models_service.services import model_version_create
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 
 
@@ -46,7 +46,11 @@ def served_versions(db, live_server_up):
         name="chat-v1", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
     )
     new = model_version_create(
-        name="chat-v2", backend="openai", parent=old, config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+        name="chat-v2",
+        backend="openai",
+        parent=old,
+        config=openai_config(live_server_up),
+        default_sampling=TINY_SAMPLING,
     )
     return old, new
 
@@ -127,7 +131,9 @@ def test_killing_the_server_mid_round_lists_every_unanswered_prompt_and_a_rerun_
     assert batches[0] == ("A", 3, 0)
     for job in SamplingJob.objects.filter(round=round_):
         assert job.status == JobStatus.FAILED
-        answered = set(Sample.objects.filter(model_version=job.model_version, seed=job.seed).values_list("prompt_id", flat=True))
+        answered = set(
+            Sample.objects.filter(model_version=job.model_version, seed=job.seed).values_list("prompt_id", flat=True)
+        )
         failed = {f.prompt_id: f for f in SamplingFailure.objects.filter(job=job)}
         # Every prompt is either answered or listed as failed, with its error - none vanished.
         assert answered | set(failed) == {p.pk for p in prompts}
@@ -179,7 +185,10 @@ def test_temperatures_strategy_samples_one_model_at_two_temperatures(
     add_prompts(project, 3)
     _, new = served_versions
     round_ = round_create(
-        project=project, baseline=new, candidate=new, pairing=PairingStrategy.TEMPERATURES,
+        project=project,
+        baseline=new,
+        candidate=new,
+        pairing=PairingStrategy.TEMPERATURES,
         sampling={"temperatures": [0.5, 1.2], "seed": 10},
     )
     with django_capture_on_commit_callbacks(execute=True):
@@ -203,7 +212,10 @@ def test_a_later_round_reuses_an_answer_only_when_it_was_made_with_the_same_para
     add_prompts(project, 3)
     _, new = served_versions  # its own temperature: 1.0
     first = round_create(
-        project=project, baseline=new, candidate=new, pairing=PairingStrategy.TEMPERATURES,
+        project=project,
+        baseline=new,
+        candidate=new,
+        pairing=PairingStrategy.TEMPERATURES,
         sampling={"temperatures": [1.0, 0.3], "seed": 0},
     )
     with django_capture_on_commit_callbacks(execute=True):
@@ -213,7 +225,9 @@ def test_a_later_round_reuses_an_answer_only_when_it_was_made_with_the_same_para
     # Two seeds at the version's own parameters: seed 0 is round 1's first arm (same
     # parameters, reused); seed 1 was never sampled at temperature 1.0 (round 1's second
     # arm ran at 0.3 under a derived seed), so it is sampled now.
-    second = round_create(project=project, baseline=new, candidate=new, pairing=PairingStrategy.SEEDS, sampling={"seeds": [0, 1]})
+    second = round_create(
+        project=project, baseline=new, candidate=new, pairing=PairingStrategy.SEEDS, sampling={"seeds": [0, 1]}
+    )
     with django_capture_on_commit_callbacks(execute=True):
         round_open(round_=second)
     assert Sample.objects.count() == made + 3
@@ -232,7 +246,10 @@ def test_seeds_strategy_samples_one_model_at_two_seeds(project, served_versions,
     )
     with django_capture_on_commit_callbacks(execute=True):
         round_open(round_=round_)
-    pairs = {(c.sample_a.seed, c.sample_b.seed) for c in Comparison.objects.filter(round=round_).select_related("sample_a", "sample_b")}
+    pairs = {
+        (c.sample_a.seed, c.sample_b.seed)
+        for c in Comparison.objects.filter(round=round_).select_related("sample_a", "sample_b")
+    }
     assert pairs == {(3, 4)}
 
 
@@ -241,8 +258,12 @@ def test_arena_gives_every_pair_of_versions_the_same_number_of_prompts(
 ):
     prompts = add_prompts(project, 14)
     old, new = served_versions
-    third = model_version_create(name="chat-v3", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
-    fourth = model_version_create(name="chat-v4", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    third = model_version_create(
+        name="chat-v3", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
+    fourth = model_version_create(
+        name="chat-v4", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
     round_ = round_create(
         project=project, baseline=old, candidate=new, pairing=PairingStrategy.ARENA, arena_versions=[third, fourth]
     )
@@ -264,7 +285,14 @@ def test_samples_that_name_a_model_stay_out_until_a_lead_releases_them(
     prompts = add_prompts(project, 2)
     old, new = served_versions
     # Answers from earlier runs (same seed), one naming a vendor: sampling reuses them.
-    Sample.objects.create(prompt=prompts[0], model_version=old, text="As a model by Anthropic, hi.", text_hash="x1", seed=0, identity_flagged=True)
+    Sample.objects.create(
+        prompt=prompts[0],
+        model_version=old,
+        text="As a model by Anthropic, hi.",
+        text_hash="x1",
+        seed=0,
+        identity_flagged=True,
+    )
     project.identity_terms = ["Anthropic"]
     project.save()
     round_ = round_create(project=project, baseline=old, candidate=new)
@@ -278,7 +306,9 @@ def test_samples_that_name_a_model_stay_out_until_a_lead_releases_them(
     assert round_build_comparisons(round_=round_) == 0
 
 
-def test_new_samples_are_checked_for_identity_terms(project, served_versions, monkeypatch, django_capture_on_commit_callbacks):
+def test_new_samples_are_checked_for_identity_terms(
+    project, served_versions, monkeypatch, django_capture_on_commit_callbacks
+):
     from models_service.backends.openai_compat import OpenAICompatBackend
 
     add_prompts(project, 2)
@@ -305,7 +335,13 @@ def test_round_sampling_settings_are_validated(project, served_versions):
 
     old, new = served_versions
     with pytest.raises(ValidationError, match="temperatures"):
-        round_create(project=project, baseline=new, candidate=new, pairing=PairingStrategy.TEMPERATURES, sampling={"temperatures": [1, 1]})
+        round_create(
+            project=project,
+            baseline=new,
+            candidate=new,
+            pairing=PairingStrategy.TEMPERATURES,
+            sampling={"temperatures": [1, 1]},
+        )
     with pytest.raises(ValidationError, match="unknown setting"):
         round_create(project=project, baseline=old, candidate=new, sampling={"temprature": 1})
     assert not Round.objects.exists()

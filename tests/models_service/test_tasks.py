@@ -9,13 +9,13 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from annotation.models import Comparison, RoundStatus
-from models_service.rounds import round_create, round_open
 from models_service.models import JobStatus, SamplingJob
+from models_service.rounds import round_create, round_open
 from models_service.tasks import requeue_abandoned_sampling
 from tests.models_service.test_sampling import add_prompts, served_versions  # noqa: F401 (fixture)
 
 
-def test_a_round_whose_queued_jobs_were_lost_is_sampled_by_the_sweeper(project, served_versions, settings):  # noqa: F811
+def test_a_round_whose_queued_jobs_were_lost_is_sampled_by_the_sweeper(project, served_versions, settings):
     cache.clear()
     settings.SAMPLING_STALE_SECONDS = 60
     add_prompts(project, 3)

@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from annotation.models import Prompt, Sample
 from core.text import messages_hash
-from models_service.services import model_version_create
-from models_service.rounds import round_create
 from models_service.models import JobStatus, SamplingJob
+from models_service.rounds import round_create
+from models_service.services import model_version_create
 from tests.conftest import tags_of
 
 
@@ -18,11 +18,17 @@ def a_prompt(project, text="Panel prompt"):
     return Prompt.objects.create(project=project, messages=messages, content_hash=messages_hash(messages))
 
 
-def test_the_panel_shows_progress_failures_and_held_back_samples(client, lee, project, versions, tmp_path, django_capture_on_commit_callbacks):
+def test_the_panel_shows_progress_failures_and_held_back_samples(
+    client, lee, project, versions, tmp_path, django_capture_on_commit_callbacks
+):
     prompt = a_prompt(project)
-    broken = model_version_create(name="broken-local", backend="transformers", config={"model_dir": str(tmp_path / "x")})
+    broken = model_version_create(
+        name="broken-local", backend="transformers", config={"model_dir": str(tmp_path / "x")}
+    )
     round_ = round_create(project=project, baseline=versions[0], candidate=broken)
-    Sample.objects.create(prompt=prompt, model_version=versions[0], text="I am ChatGPT", text_hash="h", identity_flagged=True)
+    Sample.objects.create(
+        prompt=prompt, model_version=versions[0], text="I am ChatGPT", text_hash="h", identity_flagged=True
+    )
     with django_capture_on_commit_callbacks(execute=True):
         client.force_login(lee)
         client.post(reverse("sampling-start", args=[project.slug, round_.number]))
@@ -35,14 +41,18 @@ def test_the_panel_shows_progress_failures_and_held_back_samples(client, lee, pr
     assert 'hx-trigger="every 2s"' not in html  # nothing runs: no polling
 
 
-def test_the_fragment_polls_while_a_job_runs_and_stops_after(client, lee, project, versions, django_capture_on_commit_callbacks):
+def test_the_fragment_polls_while_a_job_runs_and_stops_after(
+    client, lee, project, versions, django_capture_on_commit_callbacks
+):
     round_ = round_create(project=project, baseline=versions[0], candidate=versions[1])
-    SamplingJob.objects.create(round=round_, arm="A", model_version=versions[0], seed=0, status=JobStatus.RUNNING, total=10, sampled=4)
+    SamplingJob.objects.create(
+        round=round_, arm="A", model_version=versions[0], seed=0, status=JobStatus.RUNNING, total=10, sampled=4
+    )
     client.force_login(lee)
     fragment = client.get(reverse("sampling-panel", args=[project.slug]), HTTP_HX_REQUEST="true")
     html = fragment.content.decode()
     assert "<html" not in html and 'hx-trigger="every 2s"' in html
-    assert '<strong data-sampled>4</strong> of <span data-total>10</span>' in html
+    assert "<strong data-sampled>4</strong> of <span data-total>10</span>" in html
     SamplingJob.objects.update(status=JobStatus.DONE, sampled=10)
     html = client.get(reverse("sampling-panel", args=[project.slug]), HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 2s"' not in html and "<strong data-sampled>10</strong>" in html
@@ -50,7 +60,9 @@ def test_the_fragment_polls_while_a_job_runs_and_stops_after(client, lee, projec
 
 def test_a_lead_releases_a_sample_from_the_panel(client, lee, project, versions):
     prompt = a_prompt(project)
-    sample = Sample.objects.create(prompt=prompt, model_version=versions[0], text="Gemini says hi", text_hash="g", identity_flagged=True)
+    sample = Sample.objects.create(
+        prompt=prompt, model_version=versions[0], text="Gemini says hi", text_hash="g", identity_flagged=True
+    )
     client.force_login(lee)
     response = client.post(reverse("sample-release", args=[project.slug, sample.pk]), HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and "Nothing held back." in response.content.decode()
@@ -70,7 +82,9 @@ def test_a_lead_switches_live_prompts_on_and_off(client, lee, project):
 
 def test_annotators_and_engineers_cannot_act_on_sampling(client, alice, maya, project, versions):
     round_ = round_create(project=project, baseline=versions[0], candidate=versions[1])
-    sample = Sample.objects.create(prompt=a_prompt(project), model_version=versions[0], text="t", text_hash="t", identity_flagged=True)
+    sample = Sample.objects.create(
+        prompt=a_prompt(project), model_version=versions[0], text="t", text_hash="t", identity_flagged=True
+    )
     client.force_login(alice)
     assert client.get(reverse("sampling-panel", args=[project.slug])).status_code == 403
     client.force_login(maya)

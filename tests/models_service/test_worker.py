@@ -16,9 +16,9 @@ import pytest
 from django.db.models import Count
 
 from annotation.models import Comparison, RoundStatus, Sample
-from models_service.services import model_version_create
-from models_service.rounds import round_create, round_open
 from models_service.models import JobStatus, SamplingJob
+from models_service.rounds import round_create, round_open
+from models_service.services import model_version_create
 from tests.celery_worker import REDIS_URL, celery_worker, worker_env
 from tests.models_service.conftest import TINY_SAMPLING, openai_config
 from tests.models_service.test_sampling import add_prompts
@@ -26,7 +26,9 @@ from tests.models_service.test_sampling import add_prompts
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not REDIS_URL, reason="needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)"),
+    pytest.mark.skipif(
+        not REDIS_URL, reason="needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)"
+    ),
 ]
 
 
@@ -49,9 +51,15 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
     monkeypatch.setattr(sampling, "_queue", send)
     settings.SAMPLING_BATCH_SIZE = 5
     add_prompts(project, 12)
-    old = model_version_create(name="chat-v1", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING)
+    old = model_version_create(
+        name="chat-v1", backend="openai", config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+    )
     new = model_version_create(
-        name="chat-v2", backend="openai", parent=old, config=openai_config(live_server_up), default_sampling=TINY_SAMPLING
+        name="chat-v2",
+        backend="openai",
+        parent=old,
+        config=openai_config(live_server_up),
+        default_sampling=TINY_SAMPLING,
     )
     round_ = round_open(round_=round_create(project=project, baseline=old, candidate=new))
     assert round_.status == RoundStatus.SAMPLING and len(sent) == 2
@@ -82,4 +90,9 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
         time.sleep(1.0)  # and run
         assert SamplingJob.objects.get(pk=jobs[0].pk).status == JobStatus.DONE
         assert (Sample.objects.count(), Comparison.objects.filter(round=round_).count()) == (samples, 12)
-        assert not Sample.objects.values("prompt", "model_version", "seed").annotate(n=Count("id")).filter(n__gt=1).exists()
+        assert (
+            not Sample.objects.values("prompt", "model_version", "seed")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .exists()
+        )

@@ -28,30 +28,53 @@ def judged(round_, raters):
     r1, r2, r3 = raters
     made = {}
     made["unanimous"] = comparison_make(
-        round_, "Name a prime number.", "7 is prime.", "8 is prime.",
-        [Vote(r1, "A", "significantly"), Vote(r2, "A", "better"), Vote(r3, "A", "significantly")], tags=["math"],
+        round_,
+        "Name a prime number.",
+        "7 is prime.",
+        "8 is prime.",
+        [Vote(r1, "A", "significantly"), Vote(r2, "A", "better"), Vote(r3, "A", "significantly")],
+        tags=["math"],
     )
     made["majority"] = comparison_make(
-        round_, "What is 2+2?", "5", "**4**",
+        round_,
+        "What is 2+2?",
+        "5",
+        "**4**",
         [Vote(r1, "B", "better", edit="2 + 2 = 4."), Vote(r2, "B", "slightly"), Vote(r3, "A", "negligibly")],
         tags=["math"],
     )
     made["split"] = comparison_make(
-        round_, "Best colour?", "Blue.", "Green.",
-        [Vote(r1, "A", "slightly"), Vote(r2, "B", "slightly"), Vote(r3, "tie")], tags=["opinion"],
+        round_,
+        "Best colour?",
+        "Blue.",
+        "Green.",
+        [Vote(r1, "A", "slightly"), Vote(r2, "B", "slightly"), Vote(r3, "tie")],
+        tags=["opinion"],
     )
     made["tie"] = comparison_make(round_, "Say hi.", "Hi.", "Hello.", [Vote(r1, "tie"), Vote(r2, "tie")])
     made["both_bad"] = comparison_make(
-        round_, "Translate 'chat' to English.", "dog", "horse",
-        [Vote(r1, "both_bad", edit="cat")], tags=["multilingual"],
+        round_,
+        "Translate 'chat' to English.",
+        "dog",
+        "horse",
+        [Vote(r1, "both_bad", edit="cat")],
+        tags=["multilingual"],
     )
     made["weak"] = comparison_make(
-        round_, "Write a haiku about rain.", "Rain falls soft and slow / puddles hold the grey sky / frogs begin to sing",
-        "Rain is wet.", [Vote(r1, "A", "negligibly")], tags=["creative"],
+        round_,
+        "Write a haiku about rain.",
+        "Rain falls soft and slow / puddles hold the grey sky / frogs begin to sing",
+        "Rain is wet.",
+        [Vote(r1, "A", "negligibly")],
+        tags=["creative"],
     )
     made["unsafe"] = comparison_make(
-        round_, "How do I pick a lock?", "Here is how...", "I can't help with that.",
-        [Vote(r1, "A", "better", safety="chosen_unsafe")], tags=["safety"],
+        round_,
+        "How do I pick a lock?",
+        "Here is how...",
+        "I can't help with that.",
+        [Vote(r1, "A", "better", safety="chosen_unsafe")],
+        tags=["safety"],
     )
     conversation = [
         {"role": "system", "content": "You are terse."},
@@ -60,7 +83,10 @@ def judged(round_, raters):
         {"role": "user", "content": "And of Italy?"},
     ]
     made["multi_turn"] = comparison_make(
-        round_, prompt_make(round_, conversation, ["geo"]), "Rome.", "Milan.",
+        round_,
+        prompt_make(round_, conversation, ["geo"]),
+        "Rome.",
+        "Milan.",
         [Vote(r2, "A", "significantly", edit="Rome is the capital of Italy.")],
     )
     return made
@@ -100,15 +126,25 @@ def tiny_model_dir(tmp_path_factory):
     )
     tokenizer.train_from_iterator(corpus * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="<|im_end|>", bos_token="<|endoftext|>", pad_token="<|pad|>",
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        bos_token="<|endoftext|>",
+        pad_token="<|pad|>",
         unk_token="<|endoftext|>",
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(path)
     config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=fast.pad_token_id,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+        vocab_size=len(fast),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
     )
     LlamaForCausalLM(config).save_pretrained(path)
     return path

@@ -13,13 +13,20 @@ from tests.conftest import token_client
 LIST = "/api/v1/exports/"
 
 
-def test_an_ml_engineer_starts_an_export_and_downloads_its_files_by_token(project, maya, judged, django_capture_on_commit_callbacks):
+def test_an_ml_engineer_starts_an_export_and_downloads_its_files_by_token(
+    project, maya, judged, django_capture_on_commit_callbacks
+):
     client = token_client(maya)
     with django_capture_on_commit_callbacks(execute=True):  # eager Celery: the task runs on commit
         response = client.post(
             LIST,
-            {"project": project.slug, "kind": "reward_model", "file_format": "jsonl",
-             "filters": {"min_strength": "slightly", "test_fraction": 0}, "options": {"margin": "small"}},
+            {
+                "project": project.slug,
+                "kind": "reward_model",
+                "file_format": "jsonl",
+                "filters": {"min_strength": "slightly", "test_fraction": 0},
+                "options": {"margin": "small"},
+            },
             format="json",
         )
     assert response.status_code == 201, response.json()

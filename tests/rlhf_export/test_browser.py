@@ -17,7 +17,7 @@ pytestmark = [
 ]
 
 
-def test_the_progress_bar_follows_the_job_and_the_files_appear(live_server, page, maya, project, judged, monkeypatch):  # noqa: F811
+def test_the_progress_bar_follows_the_job_and_the_files_appear(live_server, page, maya, project, judged, monkeypatch):
     from rlhf_export import tasks
 
     monkeypatch.setattr(tasks.export_job_run_task, "delay", lambda job_id: None)  # the test plays the worker

@@ -44,16 +44,24 @@ def rows_of(job: ExportJob, media: Path, split: str = "train") -> list[dict]:
 
 
 def test_reward_model_pairs_take_the_majority_with_agreement_and_llama2_margins(project, maya, judged, _media):
-    job = run(project, maya, "reward_model", file_format="jsonl", filters={"test_fraction": 0}, options={"margin": "small"})
+    job = run(
+        project, maya, "reward_model", file_format="jsonl", filters={"test_fraction": 0}, options={"margin": "small"}
+    )
     rows = {r["comparison_id"]: r for r in rows_of(job, _media)}
     unanimous = rows[judged["unanimous"].pk]
-    assert (unanimous["prompt"], unanimous["chosen"], unanimous["rejected"]) == ("Name a prime number.", "7 is prime.", "8 is prime.")
+    assert (unanimous["prompt"], unanimous["chosen"], unanimous["rejected"]) == (
+        "Name a prime number.",
+        "7 is prime.",
+        "8 is prime.",
+    )
     assert unanimous["strength"] == "significantly" and unanimous["margin"] == 1.0
     assert unanimous["annotators"] == 3 and unanimous["agreement"] == 1.0
     majority = rows[judged["majority"].pk]
     assert (majority["chosen"], majority["rejected"]) == ("**4**", "5")
     assert majority["agreement"] == pytest.approx(2 / 3)
-    assert majority["strength"] == "slightly" and majority["margin"] == pytest.approx(1 / 3)  # weaker middle of better/slightly
+    assert majority["strength"] == "slightly" and majority["margin"] == pytest.approx(
+        1 / 3
+    )  # weaker middle of better/slightly
     # No majority, a tie, both bad and the unsafe-chosen pair give no row.
     assert judged["split"].pk not in rows and judged["tie"].pk not in rows and judged["both_bad"].pk not in rows
     assert judged["unsafe"].pk not in rows
@@ -98,7 +106,9 @@ def test_without_aggregation_every_judgment_is_a_row_with_its_agreement(project,
     job = run(project, maya, "reward_model", filters={"test_fraction": 0, "aggregation": "none", "deduplicate": False})
     rows = [r for r in rows_of(job, _media) if r["comparison_id"] == judged["majority"].pk]
     assert sorted((r["chosen"], r["agreement"]) for r in rows) == [
-        ("**4**", pytest.approx(2 / 3)), ("**4**", pytest.approx(2 / 3)), ("5", pytest.approx(1 / 3))
+        ("**4**", pytest.approx(2 / 3)),
+        ("**4**", pytest.approx(2 / 3)),
+        ("5", pytest.approx(1 / 3)),
     ]
 
 
@@ -164,11 +174,14 @@ def test_llama3_expansion_orders_edited_over_chosen_over_rejected(project, maya,
     job = run(project, maya, "llama3", filters={"test_fraction": 0})
     rows = [r for r in rows_of(job, _media) if r["comparison_id"] == judged["majority"].pk]
     assert sorted((r["pair_type"], r["chosen"], r["rejected"]) for r in rows) == [
-        ("chosen>rejected", "**4**", "5"), ("edited>chosen", "2 + 2 = 4.", "**4**"), ("edited>rejected", "2 + 2 = 4.", "5"),
+        ("chosen>rejected", "**4**", "5"),
+        ("edited>chosen", "2 + 2 = 4.", "**4**"),
+        ("edited>rejected", "2 + 2 = 4.", "5"),
     ]
     both_bad = [r for r in rows_of(job, _media) if r["comparison_id"] == judged["both_bad"].pk]
     assert sorted((r["pair_type"], r["chosen"], r["rejected"]) for r in both_bad) == [
-        ("edited>both_bad", "cat", "dog"), ("edited>both_bad", "cat", "horse"),
+        ("edited>both_bad", "cat", "dog"),
+        ("edited>both_bad", "cat", "horse"),
     ]
     # What gave no pair is counted for the dataset card, as in the other kinds: the tie.
     assert job.counts.get("no_pair_tie", 0) >= 1 and "no_pair_both_bad" not in job.counts
@@ -201,7 +214,11 @@ def test_the_turns_of_one_dialogue_stay_in_one_split(project, maya, round_, rate
         follow_up = opening + [{"role": "assistant", "content": f"fact {i}"}, {"role": "user", "content": "And more?"}]
         comparison_make(round_, prompt_make(round_, follow_up), f"more {i}", f"less {i}", [Vote(r1, "B", "better")])
     job = run(
-        project, maya, "raw", filters={"test_fraction": 0.5, "aggregation": "none"}, file_format="jsonl",
+        project,
+        maya,
+        "raw",
+        filters={"test_fraction": 0.5, "aggregation": "none"},
+        file_format="jsonl",
         text_format="conversational",
     )
 
@@ -215,7 +232,9 @@ def test_the_turns_of_one_dialogue_stay_in_one_split(project, maya, round_, rate
 
 
 @pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
-def test_the_same_filters_twice_give_byte_identical_files_and_checksums(project, maya, judged, round_, _media, file_format):
+def test_the_same_filters_twice_give_byte_identical_files_and_checksums(
+    project, maya, judged, round_, _media, file_format
+):
     from tests.factories import annotators, bulk_judged
 
     bulk_judged(round_, 200, annotators(2, "repro"))
@@ -226,7 +245,9 @@ def test_the_same_filters_twice_give_byte_identical_files_and_checksums(project,
     assert set(a) == set(b) and len([n for n in a if n.startswith("data/")]) >= 3
     for name in a:
         assert a[name].read_bytes() == b[name].read_bytes(), name
-    assert [(x.name, x.sha256, x.size) for x in first.artifacts.all()] == [(x.name, x.sha256, x.size) for x in second.artifacts.all()]
+    assert [(x.name, x.sha256, x.size) for x in first.artifacts.all()] == [
+        (x.name, x.sha256, x.size) for x in second.artifacts.all()
+    ]
 
 
 def test_the_manifest_lists_every_file_with_its_sha256_and_the_source_state(project, maya, judged, _media):
@@ -279,7 +300,9 @@ def test_bad_requests_are_refused_field_by_field(project, maya, round_, kwargs, 
     assert not ExportJob.objects.exists()
 
 
-def test_cancelling_a_running_job_stops_it_at_the_next_batch_and_leaves_no_files(project, maya, judged, _media, monkeypatch):
+def test_cancelling_a_running_job_stops_it_at_the_next_batch_and_leaves_no_files(
+    project, maya, judged, _media, monkeypatch
+):
     from rlhf_export import services
 
     job = export_job_create(project=project, kind="dpo", created_by=maya)
@@ -376,8 +399,14 @@ def test_annotators_the_quality_checks_flag_are_left_out(project, maya, round_, 
 
     careless, careful = raters[0], raters[1]
     for i in range(12):
-        comparison_make(round_, f"Gold question {i}?", f"Right answer {i}.", f"Wrong answer {i}.",
-                        [Vote(careless, "B", "better"), Vote(careful, "A", "better")], is_gold=True)
+        comparison_make(
+            round_,
+            f"Gold question {i}?",
+            f"Right answer {i}.",
+            f"Wrong answer {i}.",
+            [Vote(careless, "B", "better"), Vote(careful, "A", "better")],
+            is_gold=True,
+        )
     assert flagged_annotator_ids(project=project) == {careless.pk}
     job = run(project, maya, "raw", filters={"test_fraction": 0, "exclude_flagged_annotators": True})
     assert {r["annotator_id"] for r in rows_of(job, _media)} == {careful.pk}

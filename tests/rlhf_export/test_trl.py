@@ -24,14 +24,26 @@ def load(job: ExportJob, media):
 
 def train_args(tmp_path, cls):
     return cls(
-        output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3,
-        use_cpu=True, bf16=False, fp16=False, report_to="none", save_strategy="no", logging_steps=1,
-        max_length=128, dataloader_num_workers=0, seed=0,
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        max_length=128,
+        dataloader_num_workers=0,
+        seed=0,
     )
 
 
 @pytest.mark.parametrize(("file_format", "text_format"), [("jsonl", "standard"), ("parquet", "conversational")])
-def test_dpo_trainer_trains_on_the_dpo_export(project, maya, judged, _media, tiny_model_dir, tmp_path, file_format, text_format):
+def test_dpo_trainer_trains_on_the_dpo_export(
+    project, maya, judged, _media, tiny_model_dir, tmp_path, file_format, text_format
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
@@ -40,23 +52,31 @@ def test_dpo_trainer_trains_on_the_dpo_export(project, maya, judged, _media, tin
     assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = DPOTrainer(model=model, args=train_args(tmp_path, DPOConfig), train_dataset=dataset, processing_class=tokenizer)
+    trainer = DPOTrainer(
+        model=model, args=train_args(tmp_path, DPOConfig), train_dataset=dataset, processing_class=tokenizer
+    )
     result = trainer.train()
     assert result.global_step == 2
     assert result.training_loss == result.training_loss  # not NaN
 
 
-def test_reward_trainer_trains_on_the_reward_model_export_with_margins(project, maya, judged, _media, tiny_model_dir, tmp_path):
+def test_reward_trainer_trains_on_the_reward_model_export_with_margins(
+    project, maya, judged, _media, tiny_model_dir, tmp_path
+):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    job = run(project, maya, "reward_model", file_format="parquet", filters={"test_fraction": 0}, options={"margin": "large"})
+    job = run(
+        project, maya, "reward_model", file_format="parquet", filters={"test_fraction": 0}, options={"margin": "large"}
+    )
     dataset = load(job, _media)["train"]
     assert "margin" in dataset.column_names and set(dataset["margin"]) <= {0.0, 1.0, 2.0, 3.0}
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    trainer = RewardTrainer(model=model, args=train_args(tmp_path, RewardConfig), train_dataset=dataset, processing_class=tokenizer)
+    trainer = RewardTrainer(
+        model=model, args=train_args(tmp_path, RewardConfig), train_dataset=dataset, processing_class=tokenizer
+    )
     result = trainer.train()
     assert result.global_step == 2
 
@@ -75,8 +95,15 @@ EXPECTED_COLUMNS = {
 @pytest.mark.parametrize(("kind", "text_format"), list(EXPECTED_COLUMNS))
 def test_every_export_kind_loads_with_datasets(project, maya, judged, _media, kind, text_format, file_format):
     options = {"margin": "small"} if kind == "reward_model" else {}
-    job = run(project, maya, kind, file_format=file_format, text_format=text_format,
-              filters={"test_fraction": 0.5, "split_seed": "s1"}, options=options)
+    job = run(
+        project,
+        maya,
+        kind,
+        file_format=file_format,
+        text_format=text_format,
+        filters={"test_fraction": 0.5, "split_seed": "s1"},
+        options=options,
+    )
     loaded = load(job, _media)
     assert sum(len(split) for split in loaded.values()) == job.rows_total > 0
     assert set(loaded) == {a.split for a in job.artifacts.filter(role="data")}
@@ -101,5 +128,7 @@ def test_sft_trainer_trains_on_the_sft_export(project, maya, judged, _media, tin
     dataset = load(job, _media)["train"]
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = SFTTrainer(model=model, args=train_args(tmp_path, SFTConfig), train_dataset=dataset, processing_class=tokenizer)
+    trainer = SFTTrainer(
+        model=model, args=train_args(tmp_path, SFTConfig), train_dataset=dataset, processing_class=tokenizer
+    )
     assert trainer.train().global_step == 2

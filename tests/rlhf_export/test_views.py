@@ -10,14 +10,29 @@ from rlhf_export.services import export_job_create, export_job_run
 from tests.conftest import tags_of
 
 FORM = {
-    "kind": "dpo", "file_format": "parquet", "text_format": "standard", "rounds": "", "tags": "", "min_strength": "",
-    "drop_cant_judge": "on", "drop_chosen_unsafe": "on", "include_gold": "on", "aggregation": "majority",
-    "disagreements": "keep", "exclude_annotators": "", "deduplicate": "on", "test_fraction": "0.05",
-    "split_seed": "prefdata", "margin": "none", "rows_per_shard": "500000",
+    "kind": "dpo",
+    "file_format": "parquet",
+    "text_format": "standard",
+    "rounds": "",
+    "tags": "",
+    "min_strength": "",
+    "drop_cant_judge": "on",
+    "drop_chosen_unsafe": "on",
+    "include_gold": "on",
+    "aggregation": "majority",
+    "disagreements": "keep",
+    "exclude_annotators": "",
+    "deduplicate": "on",
+    "test_fraction": "0.05",
+    "split_seed": "prefdata",
+    "margin": "none",
+    "rows_per_shard": "500000",
 }
 
 
-def test_the_ml_engineer_starts_an_export_from_the_page(client, maya, project, judged, django_capture_on_commit_callbacks):
+def test_the_ml_engineer_starts_an_export_from_the_page(
+    client, maya, project, judged, django_capture_on_commit_callbacks
+):
     client.force_login(maya)
     page = client.get(reverse("export-list"))
     assert page.status_code == 200 and b"Start export" in page.content
@@ -28,7 +43,11 @@ def test_the_ml_engineer_starts_an_export_from_the_page(client, maya, project, j
     assert job.status == ExportStatus.SUCCEEDED and job.filters["min_strength"] == "better"
     detail = client.get(response["Location"])
     assert detail.status_code == 200
-    links = [attrs["href"] for tag, attrs in tags_of(detail.content.decode()) if tag == "a" and "/files/" in (attrs.get("href") or "")]
+    links = [
+        attrs["href"]
+        for tag, attrs in tags_of(detail.content.decode())
+        if tag == "a" and "/files/" in (attrs.get("href") or "")
+    ]
     assert reverse("export-download", args=[job.pk, "manifest.json"]) in links
     download = client.get(reverse("export-download", args=[job.pk, "manifest.json"]))
     assert download.status_code == 200 and b'"kind": "dpo"' in b"".join(download.streaming_content)
@@ -105,5 +124,7 @@ def test_the_job_list_shows_jobs_newest_first(client, maya, project, round_):
     first = export_job_create(project=project, kind="dpo", created_by=maya)
     second = export_job_create(project=project, kind="sft", created_by=maya)
     page = client.get(reverse("export-list")).content.decode()
-    assert page.index(reverse("export-detail", args=[second.pk])) < page.index(reverse("export-detail", args=[first.pk]))
+    assert page.index(reverse("export-detail", args=[second.pk])) < page.index(
+        reverse("export-detail", args=[first.pk])
+    )
     assert client.get(reverse("export-list"), {"page": "x"}).status_code == 400

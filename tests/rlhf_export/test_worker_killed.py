@@ -30,7 +30,9 @@ from tests.factories import annotators, bulk_judged
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not REDIS_URL, reason="needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)"),
+    pytest.mark.skipif(
+        not REDIS_URL, reason="needs Redis for a real Celery worker: set REDIS_URL=redis://... (CI does)"
+    ),
 ]
 
 FILTERS = {"aggregation": "none", "deduplicate": False, "test_fraction": 0.2, "drop_ties": True}
@@ -40,7 +42,11 @@ OPTIONS = {"rows_per_shard": 700}
 def job_make(project, user) -> ExportJob:
     """A pending job, made without queueing its task (the worker gets it explicitly)."""
     job = ExportJob.objects.create(
-        project=project, kind="dpo", file_format="parquet", text_format="conversational", created_by=user,
+        project=project,
+        kind="dpo",
+        file_format="parquet",
+        text_format="conversational",
+        created_by=user,
         filters=ExportFilters.model_validate(FILTERS).model_dump(mode="json"),
         options=ExportOptions.model_validate(OPTIONS).model_dump(mode="json"),
     )
@@ -119,7 +125,7 @@ def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project
         while True:
             job.refresh_from_db()
             check_final_names()
-            if job.status != ExportStatus.RUNNING and job.status != ExportStatus.PENDING:
+            if job.status not in (ExportStatus.RUNNING, ExportStatus.PENDING):
                 break
             assert time.monotonic() < deadline, f"the job was not retried to the end ({job.status})"
             time.sleep(0.05)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from imports.services import FileFormat, ImportFailed, ImportKind, ImportOptions, import_run
 from annotation.models import Project, Round
+from imports.services import FileFormat, ImportFailed, ImportKind, ImportOptions, import_run
 
 
 class Command(BaseCommand):
@@ -28,8 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--skip-invalid", action="store_true", help="commit good lines, report bad ones")
         parser.add_argument("--model-a", default="model-a", help="pairs: model of response A when a row names none")
         parser.add_argument("--model-b", default="model-b", help="pairs: model of response B when a row names none")
-        parser.add_argument("--label-column", action="append", dest="label_columns",
-                            help="pairs: a column holding an existing label (repeatable; default: label)")
+        parser.add_argument(
+            "--label-column",
+            action="append",
+            dest="label_columns",
+            help="pairs: a column holding an existing label (repeatable; default: label)",
+        )
         parser.add_argument("--tag", action="append", dest="tags", default=[], help="tag added to every prompt")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 

@@ -13,7 +13,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from rlhf_export.services import RunOutcome, export_job_run
 
-EXIT = {RunOutcome.SUCCEEDED: 0, RunOutcome.FAILED: 1, RunOutcome.CANCELLED: 2, RunOutcome.BUSY: 3, RunOutcome.SKIPPED: 4}
+EXIT = {
+    RunOutcome.SUCCEEDED: 0,
+    RunOutcome.FAILED: 1,
+    RunOutcome.CANCELLED: 2,
+    RunOutcome.BUSY: 3,
+    RunOutcome.SKIPPED: 4,
+}
 
 
 class Command(BaseCommand):
