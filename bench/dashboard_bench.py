@@ -82,7 +82,9 @@ def fill(judgments: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE annotation_edit, annotation_judgment, annotation_assignment, annotation_comparison, "
-            "annotation_sample, annotation_prompt, annotation_round, annotation_project CASCADE"
+            "annotation_sample, annotation_prompt, annotation_round, annotation_project, "
+            # TRUNCATE fires no delete triggers: the tallies go too.
+            "insights_comparisontally, insights_verdicttally, insights_projectactivity CASCADE"
         )
     lead = User.objects.filter(username="bench-lead").first() or user_create(
         username="bench-lead", password="bench-password-123", roles=[Role.LEAD]
@@ -333,12 +335,14 @@ def main() -> None:
     base = f"/projects/{SLUG}/dashboard/"
     counter = iter(range(10**6))
 
-    from annotation import dashboards
+    from insights import cache as dashboard_cache
+    from insights import lookups
+    from insights import reports as dashboards
 
     def cold():
         # A new key version is an empty cache for every thread (the background refreshes
         # included), without flushing anyone else's keys.
-        dashboards.CACHE_VERSION = f"bench-{os.getpid()}-{next(counter)}"
+        dashboard_cache.CACHE_VERSION = f"bench-{os.getpid()}-{next(counter)}"
 
     def get(url: str, *, numbers: bool = False) -> None:
         response = client.get(url)
@@ -357,7 +361,7 @@ def main() -> None:
 
     import threading
 
-    from annotation.models import Comparison, JudgmentSource, Round
+    from annotation.models import Comparison, JudgmentSource, Round, RoundStatus
     from insights.filters import Filters
 
     def wait_for_background() -> None:
@@ -365,8 +369,10 @@ def main() -> None:
             time.sleep(0.05)
 
     print("Timing…", flush=True)
-    # Cold: a big round's numbers are computed in background threads while the page shows
-    # placeholders that poll (dashboards.Pending); "numbers ready" is when the threads end.
+    # Cold: the round's numbers come from the tallies in the request; agreement between
+    # pairs of annotators and annotator quality read judgments, in background threads while
+    # the page shows placeholders that poll (insights.cache.Pending); "all numbers in" is
+    # when those threads end.
     page_cold, ready = [], []
     for _ in range(args.repeat):
         cold()
@@ -376,13 +382,37 @@ def main() -> None:
         wait_for_background()
         ready.append(time.perf_counter() - started)
     rows.append(("dashboard page, cold cache (placeholders)", page_cold))
-    rows.append(("  numbers ready (background, wall)", ready))
+    rows.append(("  all numbers in (background, wall)", ready))
     rows.append(("dashboard page, warm cache", timed(lambda: get(base, numbers=True), 5 * args.repeat)))
 
-    # A judgment arrives: the cached numbers are stale. The page serves them at once and
-    # recomputes in background threads (annotation.dashboards._cached); then it is warm again.
+    # A judgment in another project: this project's fingerprint stands still, so every
+    # report stays cached and nothing is recomputed.
+    from annotation.services import project_create
+    from models_service.rounds import round_create
+    from tests.factories import Builder
+
     late = get_user_model().objects.get_or_create(username="bench-late")[0]
-    Judgment.objects.filter(annotator=late).delete()
+    other = Project.objects.filter(slug="bench-dashboard-other").first() or project_create(
+        name="Bench dashboard, another team", slug="bench-dashboard-other"
+    )
+    other_round = Round.objects.filter(project=other).first() or round_create(
+        project=other,
+        baseline=Round.objects.get(project=project, number=1).baseline,
+        candidate=Round.objects.get(project=project, number=1).candidate,
+        status=RoundStatus.OPEN,
+    )
+    elsewhere = Builder(other_round)
+    elsewhere.count = Comparison.objects.filter(round=other_round).count() + 10_000_000
+    before = dashboard_cache.project_fingerprint(project.pk)
+    elsewhere.judge(elsewhere.comparison(), late, "new")
+    assert dashboard_cache.project_fingerprint(project.pk) == before
+    rows.append(("dashboard page, after a judgment in another project", timed(lambda: get(base, numbers=True), 1)))
+    started_threads = sum(t.name.startswith("dashboard-refresh-") for t in threading.enumerate())
+    rows.append(("  background refreshes started", [float(started_threads)]))
+
+    # A judgment arrives here: the cached numbers are stale. Quick reports are recomputed in
+    # the request; slow ones are served at once and recomputed in the background.
+    Judgment.objects.filter(annotator=late, comparison__round__project=project).delete()
     comparison = Comparison.objects.filter(round__project=project).order_by("id").first()
     Judgment.objects.create(
         comparison=comparison, annotator=late, preferred="A", strength="better", left="A", source=JudgmentSource.IMPORT
@@ -392,7 +422,7 @@ def main() -> None:
     wait_for_background()
     rows.append(("  background refresh (wall)", [time.perf_counter() - started]))
     rows.append(("dashboard page, refreshed", timed(lambda: get(base, numbers=True), 3 * args.repeat)))
-    Judgment.objects.filter(annotator=late).delete()
+    Judgment.objects.filter(annotator=late, comparison__round__project=project).delete()
 
     # Where the time goes: each report computed from scratch in the request (wait=True).
     round_ = Round.objects.get(project=project, number=1)
@@ -413,9 +443,9 @@ def main() -> None:
         rows.append((f"  compute {name}", timed(run, args.repeat)))
     # The filter form's look-ups, which every cold page waits for.
     for name, lookup in (
-        ("tags", lambda: dashboards.project_tags(project=project)),
-        ("annotators", lambda: dashboards.project_annotators(project=project)),
-        ("fingerprint", dashboards.data_fingerprint),
+        ("tags", lambda: lookups.project_tags(project=project)),
+        ("annotators", lambda: lookups.project_annotators(project=project)),
+        ("fingerprint", lambda: dashboard_cache.project_fingerprint(project.pk)),
     ):
 
         def run(lookup=lookup):
@@ -459,6 +489,9 @@ def main() -> None:
         "dashboard page, warm cache": 1.0,
         "dashboard page, just after a new judgment": 1.0,
         "dashboard page, refreshed": 1.0,
+        "dashboard page, after a judgment in another project": 1.0,
+        "  compute round (win rate + breakdowns)": 2.0,
+        "  compute history": 2.0,
         "Bradley-Terry, 20 versions, 100 bootstraps": 2.0,
     }
     for name, values in rows:

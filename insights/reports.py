@@ -154,7 +154,7 @@ def round_report(*, round_: Round, filters: Filters, wait: bool = True) -> Round
         round_.project_id,
         [round_.pk, round_.baseline_id, round_.candidate_id, filters.key()],
         Recipe("round", {"round_id": round_.pk, "filters": filters.as_json()}),
-        wait=wait,
+        wait=wait or not filters.active,  # unfiltered: from the tallies, quick at any size
     )
 
 
@@ -201,7 +201,7 @@ def history(*, project: Project, filters: Filters, wait: bool = True) -> list[Hi
         project.pk,
         [rounds_key, filters.key()],
         Recipe("history", {"project_id": project.pk, "filters": filters.as_json()}),
-        wait=wait,
+        wait=wait or not filters.active,  # unfiltered: from the tallies, quick at any size
     )
 
 
@@ -246,7 +246,7 @@ def ratings_report(
         project.pk,
         [filters.key(), anchor, rounds],
         Recipe("ratings", {"project_id": project.pk, "filters": filters.as_json(), "anchor": anchor, "rounds": rounds}),
-        wait=wait,
+        wait=wait or not filters.active,  # unfiltered: from the tallies, quick at any size
     )
 
 
