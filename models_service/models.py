@@ -48,7 +48,7 @@ class ModelVersion(models.Model):
         return self.backend != Backend.IMPORTED
 
     def clean(self) -> None:
-        # Rules about this row's own fields (STYLE.md §2): the backend's settings and the
+        # Rules about this row's own fields (docs/style.md): the backend's settings and the
         # default sampling parameters must fit their schemas, field by field.
         from pydantic import ValidationError as PydanticError
 

@@ -1,4 +1,4 @@
-"""Reads of the models service (STYLE.md §2): sampling progress per round, failures,
+"""Reads of the models service (docs/style.md): sampling progress per round, failures,
 flagged samples and live turns."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Celery tasks of the models service, routed to the ``gpu`` queue (settings:
-``CELERY_TASK_ROUTES``). Thin and idempotent (STYLE.md §5): they take ids and call one
+``CELERY_TASK_ROUTES``). Thin and idempotent (docs/style.md): they take ids and call one
 service. Samples are unique per (prompt, version, seed), so running a job twice only
 fills in what is missing.
 

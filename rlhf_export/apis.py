@@ -1,7 +1,7 @@
 """REST API for exports (``/api/v1/exports/``): start, list, follow, cancel, download.
 
 Leads and ML engineers only (they see model identities anyway). Same shape as every
-API view (STYLE.md §3): permission → input serializer → service/selector → output.
+API view (docs/style.md): permission → input serializer → service/selector → output.
 Downloads stream the file from storage (local disk), or redirect to a signed URL
 when the storage serves files itself (S3).
 """

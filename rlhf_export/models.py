@@ -1,7 +1,7 @@
-"""Export jobs and the files they produce (ARCHITECTURE.md §Domain, flow 4).
+"""Export jobs and the files they produce (docs/architecture.md).
 
 A job is claimed by one worker at a time with a conditional update on ``status`` and
-``attempt`` (STYLE.md §6); the worker bumps ``heartbeat_at`` after every batch, so a
+``attempt`` (docs/style.md); the worker bumps ``heartbeat_at`` after every batch, so a
 job whose worker died (SIGKILL, lost machine) can be claimed again once its heartbeat
 is older than ``EXPORT_STALE_SECONDS``. ``source_state`` pins what the first attempt
 saw (highest judgment id, excluded annotators): a retry produces the same bytes.

@@ -1,4 +1,4 @@
-"""What an export job may ask for, validated by pydantic (STYLE.md §7: config by a typed schema).
+"""What an export job may ask for, validated by pydantic (docs/style.md: settings checked by a typed schema).
 
 ``ExportFilters`` choose the judgments and how they become rows; ``ExportOptions``
 shape the files. Both are stored on the job normalised (``model_dump(mode="json")``),

@@ -1,7 +1,7 @@
 """Writes for exports: create and cancel jobs, and build a job's files (the worker's part).
 
 ``export_job_create`` validates everything a job asks for and queues the task after
-commit; ``export_job_run`` claims the job with a conditional update (STYLE.md §6),
+commit; ``export_job_run`` claims the job with a conditional update (docs/style.md),
 streams judgments in batches (selectors), turns them into rows (builders), writes
 shards under temporary names (writers), renames them, and records the files with
 their SHA-256. Progress, heartbeat and the cancellation check are one conditional

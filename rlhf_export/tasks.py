@@ -1,4 +1,4 @@
-"""Celery task (queue ``default``): thin and idempotent (STYLE.md §5).
+"""Celery task (queue ``default``): thin and idempotent (docs/style.md).
 
 It passes the job id to ``services.export_job_run``, which claims the job with a
 conditional update: a duplicate delivery finds the job taken and does nothing, a

@@ -1,5 +1,5 @@
 """The ML engineer's export pages: start a job, list jobs, follow one (htmx-polled
-progress), cancel it, download its files. Same shape as every page (STYLE.md §3)."""
+progress), cancel it, download its files. Same shape as every page (docs/style.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Named users and a project every test can build on (STYLE.md §8):
+"""Named users and a project every test can build on (docs/style.md):
 alice and bob annotate, lee leads, maya is the ML engineer."""
 
 from __future__ import annotations

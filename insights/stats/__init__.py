@@ -1,4 +1,4 @@
-"""Statistics for the lead dashboards (PROTOCOL.md §4–§6), on aggregates only.
+"""Statistics for the lead dashboards (docs/statistics.md), on aggregates only.
 
 Nothing here touches the database: ``annotation.dashboards`` aggregates judgments in
 SQL (counts per prompt pattern, per version pair, per annotator…) and hands these

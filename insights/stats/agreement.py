@@ -1,4 +1,4 @@
-"""Inter-annotator agreement on comparisons judged by several annotators (PROTOCOL.md §6).
+"""Inter-annotator agreement on comparisons judged by several annotators (docs/statistics.md).
 
 Inputs are per-item category counts: one row per distinct count vector with how many
 comparisons (items) share it — what SQL returns after grouping twice — so nothing

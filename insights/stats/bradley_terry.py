@@ -1,4 +1,4 @@
-"""Bradley-Terry ratings over model versions (PROTOCOL.md §5), FastChat's method.
+"""Bradley-Terry ratings over model versions (docs/statistics.md), FastChat's method.
 
 The model and the numbers follow FastChat's ``fastchat/serve/monitor/rating_systems.py``
 (``compute_bt`` / ``compute_bootstrap_bt``):

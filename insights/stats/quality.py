@@ -1,4 +1,4 @@
-"""Annotator quality (PROTOCOL.md §6): per-annotator figures and the outliers a lead should look at.
+"""Annotator quality (docs/statistics.md): per-annotator figures and the outliers a lead should look at.
 
 Figures per annotator (``annotation.dashboards`` aggregates them in SQL):
 

@@ -1,4 +1,4 @@
-"""Old-vs-new win rates (PROTOCOL.md §4).
+"""Old-vs-new win rates (docs/statistics.md).
 
 Policy, shown on the dashboard (``POLICY``):
 

@@ -1,5 +1,5 @@
 """Generation backends: one small adapter per kind of model server, behind one interface
-(STYLE.md §7).
+(docs/style.md).
 
 - ``vllm``         vLLM's offline engine (``LLM`` + ``SamplingParams``), batched; GPU workers only.
 - ``openai``       any OpenAI-compatible server (``vllm serve`` first of all), over HTTP.

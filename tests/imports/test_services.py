@@ -13,7 +13,7 @@ from imports.readers import iter_records
 from imports.services import FileFormat, ImportKind, ImportOptions, import_run
 from models_service.models import ModelVersion
 
-LLMBAR = Path(__file__).resolve().parents[1] / "data" / "llmbar"  # a copy of ../shared/data/llmbar/natural.json
+LLMBAR = Path(__file__).resolve().parents[1] / "data" / "llmbar"  # LLMBar's natural set (MIT): see its README
 User = get_user_model()
 
 

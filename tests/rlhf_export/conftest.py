@@ -103,7 +103,7 @@ def tiny_model_dir(tmp_path_factory):
     """A ~100k-parameter Llama with a byte-level BPE tokenizer trained here: no download.
 
     Saved to disk because DPOTrainer reloads its reference model from
-    ``model.config._name_or_path`` (ENVIRONMENT.md)."""
+    ``model.config._name_or_path`` (TRL's DPOTrainer does this when no reference model is given)."""
     pytest.importorskip("trl", reason="needs the training extra: pip install -e .[train]")
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
