@@ -272,7 +272,8 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 @require_safe
 def live_stream(request: HtmxHttpRequest, slug: str, turn_id: int, side: str) -> StreamingHttpResponse:
     """One answer of a turn as server-sent events: ``delta`` pieces, then ``done`` (or
-    ``error``, or ``held`` for an answer kept from annotators)."""
+    ``failed``, or ``held`` for an answer kept from annotators). Named ``failed``, not
+    ``error``: a browser's EventSource uses "error" for a broken connection."""
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
     if side not in ("left", "right"):
@@ -294,7 +295,7 @@ def live_stream(request: HtmxHttpRequest, slug: str, turn_id: int, side: str) ->
             # The details (server address, model path) are for leads: they stay on the turn.
             logger.warning("live turn %s: the %s answer failed", turn.pk, side)
             yield _sse(
-                "error", {"message": "This answer could not be generated: the model server did not answer. Try again."}
+                "failed", {"message": "This answer could not be generated: the model server did not answer. Try again."}
             )
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream; charset=utf-8")

@@ -1,9 +1,9 @@
 /* Live mode (templates/models_service/live_turn.html). Hand-written, no build, no library
  * besides the vendored htmx.
  *
- * Both answers are asked for at once: one fetch() per pane reads that pane's stream of
- * server-sent events ("delta" pieces, then "done", "error" or "held") and appends the text as it
- * comes. When both panes are done the judgment form is fetched into #judge-slot (htmx
+ * Both answers are asked for at once: one EventSource per pane reads that pane's stream of
+ * server-sent events ("delta" pieces, then "done", "failed" or "held") and appends the text as
+ * it comes. When both panes are done the judgment form is fetched into #judge-slot (htmx
  * handles its submission). A pane that fails offers "Try again": the server replays an
  * answer it already stored, or asks the model again.
  */
@@ -15,28 +15,6 @@
   const panes = Array.from(root.querySelectorAll("[data-stream-url]"));
   const judgeSlot = document.getElementById("judge-slot");
   const done = new Set();
-
-  // Split a text/event-stream buffer into complete events; returns [events, rest].
-  function parseEvents(buffer) {
-    const events = [];
-    const blocks = buffer.split(/\r?\n\r?\n/);
-    const rest = blocks.pop();
-    for (const block of blocks) {
-      let name = "message";
-      const data = [];
-      for (const line of block.split(/\r?\n/)) {
-        if (!line || line.startsWith(":")) continue;
-        const colon = line.indexOf(":");
-        const field = colon === -1 ? line : line.slice(0, colon);
-        let value = colon === -1 ? "" : line.slice(colon + 1);
-        if (value.startsWith(" ")) value = value.slice(1);
-        if (field === "event") name = value;
-        else if (field === "data") data.push(value);
-      }
-      if (data.length) events.push({ name: name, data: data.join("\n") });
-    }
-    return [events, rest];
-  }
 
   function setState(pane, text, busy) {
     pane.querySelector("[data-pane-state]").textContent = text;
@@ -70,56 +48,49 @@
     pane.append(box);
   }
 
-  async function stream(pane) {
+  function stream(pane) {
     const out = pane.querySelector("[data-pane-text]");
     out.textContent = "";
     setState(pane, "writing…", true);
     let finished = false;
-    try {
-      const response = await fetch(pane.dataset.streamUrl, {
-        credentials: "same-origin",
-        headers: { Accept: "text/event-stream" },
-      });
-      if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done: end } = await reader.read();
-        if (value) buffer += decoder.decode(value, { stream: true });
-        if (end) buffer += decoder.decode() + "\n\n";
-        const [events, rest] = parseEvents(buffer);
-        buffer = rest;
-        for (const event of events) {
-          const data = JSON.parse(event.data);
-          if (event.name === "delta") {
-            out.append(document.createTextNode(data.text));
-          } else if (event.name === "done") {
-            finished = true;
-            setState(pane, data.finish_reason === "length" ? "done (cut at the length limit)" : "done", false);
-            done.add(pane.dataset.pane);
-            showJudge();
-          } else if (event.name === "error") {
-            finished = true;
-            fail(pane, data.message);
-          } else if (event.name === "held") {
-            // Kept from annotators (a lead reviews it): nothing of it stays on screen.
-            finished = true;
-            out.textContent = "";
-            setState(pane, "held back", false);
-            const note = document.createElement("p");
-            note.className = "live-error";
-            note.setAttribute("role", "status");
-            note.textContent = data.message;
-            pane.append(note);
-          }
-        }
-        if (end) break;
-      }
-      if (!finished) fail(pane, "The answer broke off before it was complete.");
-    } catch (error) {
-      if (!finished) fail(pane, "The answer could not be loaded (" + error.message + ").");
+    // The browser's own EventSource reads the stream. It reconnects by itself when a
+    // stream ends, and a stored answer would then be replayed: every final event closes it.
+    const source = new EventSource(pane.dataset.streamUrl);
+    function finish() {
+      finished = true;
+      source.close();
     }
+    source.addEventListener("delta", (event) => {
+      out.append(document.createTextNode(JSON.parse(event.data).text));
+    });
+    source.addEventListener("done", (event) => {
+      finish();
+      const data = JSON.parse(event.data);
+      setState(pane, data.finish_reason === "length" ? "done (cut at the length limit)" : "done", false);
+      done.add(pane.dataset.pane);
+      showJudge();
+    });
+    source.addEventListener("failed", (event) => {
+      finish();
+      fail(pane, JSON.parse(event.data).message);
+    });
+    source.addEventListener("held", (event) => {
+      // Kept from annotators (a lead reviews it): nothing of it stays on screen.
+      finish();
+      out.textContent = "";
+      setState(pane, "held back", false);
+      const note = document.createElement("p");
+      note.className = "live-error";
+      note.setAttribute("role", "status");
+      note.textContent = JSON.parse(event.data).message;
+      pane.append(note);
+    });
+    source.addEventListener("error", () => {
+      // The connection itself (no event from the server): a dropped stream or a refusal.
+      if (finished) return;
+      finish();
+      fail(pane, out.textContent ? "The answer broke off before it was complete." : "The answer could not be loaded.");
+    });
   }
 
   panes.forEach(stream); // both at once

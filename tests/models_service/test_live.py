@@ -166,7 +166,7 @@ def test_a_dead_server_shows_a_plain_error_and_keeps_the_details_for_leads(clien
         events = events_of(client.get(reverse("live-stream", args=[live_project.slug, turn.pk, "left"])))
     finally:
         openai_server.start()
-    assert events[-1][0] == "error" and "could not be generated" in events[-1][1]["message"]
+    assert events[-1][0] == "failed" and "could not be generated" in events[-1][1]["message"]
     assert "127.0.0.1" not in json.dumps(events)
     turn.refresh_from_db()
     assert "ConnectError" in (turn.error_a or turn.error_b)
