@@ -115,6 +115,11 @@ def fetch(sql: str, params: Sequence[Any]) -> list[tuple]:
         return cursor.fetchall()
 
 
+# Tables other apps keep in step with ours (insights' tallies, written by triggers on the
+# judgment table): a bulk write of judgments changes them as much. Apps register them at start.
+ANALYZE_WITH_JUDGMENTS: list[str] = []
+
+
 def analyze(models: Sequence[type[Model]]) -> None:
     """Refresh the planner's statistics after a bulk write (PostgreSQL).
 
@@ -124,8 +129,11 @@ def analyze(models: Sequence[type[Model]]) -> None:
     """
     if connection.vendor != "postgresql":
         return
+    tables = [_table(m) for m in models]
+    if "annotation_judgment" in tables:
+        tables += ANALYZE_WITH_JUDGMENTS
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(_table(m)) for m in models))
+        cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(t) for t in tables))
 
 
 def add_to_counts(model: type[Model], amounts: dict[int, int], columns: Sequence[str]) -> None:

@@ -6,7 +6,7 @@ tables up to date in the same statement as the judgment's own insert, update or 
 whatever wrote it (the annotator's page, the API, an import, the admin, a cascade):
 
 - ``ComparisonTally``: a comparison's verdicts in sample terms, by strength, with what
-  the reports group by (round, prompt, the two answers' versions, the prompt's turns);
+  the reports group by (round, prompt, the two answers' versions, the prompt's turns and tags);
 - ``VerdictTally``: judgments per round, annotator, pair of versions and verdict
   (preferred, strength, safety): the strength, safety and annotator breakdowns and the
   Bradley-Terry battles;
@@ -24,17 +24,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-
-# A comparison's verdict categories, in sample terms: a side by strength ("unrated": an
-# imported label without a strength), then the verdicts without a side.
-STRENGTH_KEYS = ("significantly", "better", "slightly", "negligibly", "unrated")
-CATEGORY_COLUMNS = (
-    *(f"a_{s}" for s in STRENGTH_KEYS),
-    *(f"b_{s}" for s in STRENGTH_KEYS),
-    "tie",
-    "both_bad",
-    "cant_judge",
-)
 
 
 def _ref(to: str, **kwargs) -> models.ForeignKey:
@@ -54,6 +43,9 @@ class ComparisonTally(models.Model):
     version_a = _ref("models_service.ModelVersion", db_index=False)
     version_b = _ref("models_service.ModelVersion", db_index=False)
     turns = models.PositiveSmallIntegerField()
+    # The prompt's tags, kept in step with the prompt (a trigger on annotation_prompt): the
+    # breakdown by tag reads them here instead of joining 500,000 prompts.
+    tags = models.JSONField(default=list)
     a_significantly = models.IntegerField(default=0)
     a_better = models.IntegerField(default=0)
     a_slightly = models.IntegerField(default=0)

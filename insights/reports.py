@@ -26,7 +26,6 @@ from insights.stats.quality import AnnotatorFigures, AnnotatorQuality, assess
 from insights.stats.winrate import Counts, Patterns, WinRate, decisive_rate, win_rate
 from models_service.models import ModelVersion
 
-OUTCOMES = ("win", "loss", "tie", "both_bad", "cant_judge")
 STRENGTH_LABELS = {
     "significantly": "Significantly better",
     "better": "Better",
@@ -154,7 +153,7 @@ def round_report(*, round_: Round, filters: Filters, wait: bool = True) -> Round
         round_.project_id,
         [round_.pk, round_.baseline_id, round_.candidate_id, filters.key()],
         Recipe("round", {"round_id": round_.pk, "filters": filters.as_json()}),
-        wait=wait or not filters.active,  # unfiltered: from the tallies, quick at any size
+        wait=wait,
     )
 
 
@@ -201,7 +200,7 @@ def history(*, project: Project, filters: Filters, wait: bool = True) -> list[Hi
         project.pk,
         [rounds_key, filters.key()],
         Recipe("history", {"project_id": project.pk, "filters": filters.as_json()}),
-        wait=wait or not filters.active,  # unfiltered: from the tallies, quick at any size
+        wait=wait,
     )
 
 
@@ -246,7 +245,7 @@ def ratings_report(
         project.pk,
         [filters.key(), anchor, rounds],
         Recipe("ratings", {"project_id": project.pk, "filters": filters.as_json(), "anchor": anchor, "rounds": rounds}),
-        wait=wait or not filters.active,  # unfiltered: from the tallies, quick at any size
+        wait=wait,
     )
 
 

@@ -387,30 +387,64 @@ def _rounds_clause(round_ids: Sequence[int] | None, column: str) -> tuple[str, l
     return f" AND {column} IN ({', '.join(['%s'] * len(round_ids))})", list(round_ids)
 
 
+def _old_vs_new_rounds(project_id: int, round_ids: Sequence[int] | None) -> list[tuple[int, int, int]]:
+    """(round, baseline, candidate) of the project's rounds (of ``round_ids``) that compare two versions."""
+    rounds, params = _rounds_clause(round_ids, "id")
+    return [
+        (int(r), int(b), int(c))
+        for r, b, c in fetch(
+            f"SELECT id, baseline_id, candidate_id FROM annotation_round WHERE project_id = %s{rounds} "
+            "AND baseline_id <> candidate_id",
+            [project_id, *params],
+        )
+    ]
+
+
 def _pattern_rows_tallied(*, project_id: int, round_ids: Sequence[int] | None, dimensions: bool) -> list[tuple]:
-    rounds, params = _rounds_clause(round_ids, "t.round_id")
+    """Per-prompt counts from the comparisons' tallies, grouped twice: by prompt (the
+    bootstrap resamples prompts), then by (turns, tags, counts), which leaves a few hundred
+    rows to break down by turn and by tag. The rounds' versions are given as constants, so
+    the planner sees how many tally rows match and hashes instead of sorting."""
+    rounds = _old_vs_new_rounds(project_id, round_ids)
+    if not rounds:
+        return []
+    pairs = ", ".join(["(%s, %s, %s)"] * (2 * len(rounds)))
+    pair_params = [x for r, b, c in rounds for x in (r, b, c, r, c, b)]
+    candidates = ", ".join(["(%s, %s)"] * len(rounds))
+    candidate_params = [x for r, _b, c in rounds for x in (r, c)]
+    candidate_is_a = f"(t.round_id, t.version_a_id) IN ({candidates})"
+    tags = "MAX(CAST(t.tags AS TEXT))" if postgres() else "MAX(t.tags)"
     per_prompt = (
-        "SELECT t.round_id AS round_id, t.prompt_id AS prompt_id, MAX(t.turns) AS turns, "
-        f"SUM(CASE WHEN t.version_a_id = r.candidate_id THEN {_A} ELSE {_B} END) AS w, "
-        f"SUM(CASE WHEN t.version_a_id = r.candidate_id THEN {_B} ELSE {_A} END) AS l, "
+        f"SELECT t.round_id AS round_id, t.prompt_id AS prompt_id, MAX(t.turns) AS turns, {tags} AS tags, "
+        f"SUM(CASE WHEN {candidate_is_a} THEN {_A} ELSE {_B} END) AS w, "
+        f"SUM(CASE WHEN {candidate_is_a} THEN {_B} ELSE {_A} END) AS l, "
         "SUM(t.tie) AS t, SUM(t.both_bad) AS bb, SUM(t.cant_judge) AS cj "
-        "FROM insights_comparisontally t JOIN annotation_round r ON r.id = t.round_id "
-        f"WHERE r.project_id = %s{rounds} AND t.total > 0 AND {_versions_old_vs_new('t')} "
-        "GROUP BY t.round_id, t.prompt_id"
+        f"FROM insights_comparisontally t WHERE (t.round_id, t.version_a_id, t.version_b_id) IN ({pairs}) "
+        "AND t.total > 0 GROUP BY t.round_id, t.prompt_id"
     )
-    counts = "pp.w, pp.l, pp.t, pp.bb, pp.cj"
-    parts = [f"SELECT 'all', pp.round_id, '', {counts}, COUNT(*) FROM pp GROUP BY pp.round_id, {counts}"]
+    counts = "pt.w, pt.l, pt.t, pt.bb, pt.cj"
+    by_pattern = (
+        "SELECT pp.round_id AS round_id, pp.turns AS turns, pp.tags AS tags, pp.w AS w, pp.l AS l, pp.t AS t, "
+        "pp.bb AS bb, pp.cj AS cj, COUNT(*) AS n FROM pp GROUP BY pp.round_id, pp.turns, pp.tags, pp.w, pp.l, pp.t, "
+        "pp.bb, pp.cj"
+    )
+    parts = [f"SELECT 'all', pt.round_id, '', {counts}, SUM(pt.n) FROM pt GROUP BY pt.round_id, {counts}"]
     if dimensions:
-        parts.append(
-            f"SELECT 'turn', pp.round_id, CAST(pp.turns AS TEXT), {counts}, COUNT(*) FROM pp "
-            f"GROUP BY pp.round_id, pp.turns, {counts}"
+        each_tag = (
+            "CROSS JOIN LATERAL jsonb_array_elements_text(CAST(pt.tags AS jsonb)) AS tg(value)"
+            if postgres()
+            else "JOIN json_each(pt.tags) AS tg"
         )
         parts.append(
-            f"SELECT 'tag', pp.round_id, tg.value, {counts}, COUNT(*) FROM pp "
-            f"JOIN annotation_prompt p ON p.id = pp.prompt_id {tag_join('p')} "
-            f"GROUP BY pp.round_id, tg.value, {counts}"
+            f"SELECT 'turn', pt.round_id, CAST(pt.turns AS TEXT), {counts}, SUM(pt.n) FROM pt "
+            f"GROUP BY pt.round_id, pt.turns, {counts}"
         )
-    return fetch(f"WITH pp AS ({per_prompt}) " + " UNION ALL ".join(parts), [project_id, *params])
+        parts.append(
+            f"SELECT 'tag', pt.round_id, tg.value, {counts}, SUM(pt.n) FROM pt {each_tag} "
+            f"GROUP BY pt.round_id, tg.value, {counts}"
+        )
+    sql = f"WITH pp AS ({per_prompt}), pt AS ({by_pattern}) " + " UNION ALL ".join(parts)
+    return fetch(sql, [*candidate_params, *candidate_params, *pair_params])
 
 
 def _cube_rows_tallied(*, project_id: int, round_ids: Sequence[int]) -> list[tuple]:

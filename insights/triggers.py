@@ -11,7 +11,8 @@ On a judgment:
   comparison is still there to say which round and versions they counted for);
 - updated (the admin): the old row counts out, the new one in.
 On an edit inserted, changed or deleted, its judgment's (project, annotator) activity
-moves. A deleted comparison, round or project takes its tally rows along.
+moves. A prompt's tags changed: its comparisons' tallies take the new ones. A deleted
+comparison, round or project takes its tally rows along.
 
 ``install`` is what migration 0002 runs; ``backfill`` recomputes every tally from the
 judgments (the migration, and ``insights.services.tallies_rebuild``). A later change to
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# (column, condition on a judgment row named {j}), in insights.models.CATEGORY_COLUMNS order.
+# (column of insights_comparisontally, condition on a judgment row named {j}).
 _STRENGTHS = (
     ("significantly", "significantly"),
     ("better", "better"),
@@ -59,10 +60,10 @@ def _grouped_add(source: str) -> list[str]:
     return [
         (
             "INSERT INTO insights_comparisontally AS t (comparison_id, round_id, prompt_id, version_a_id, version_b_id, "
-            f"turns, {', '.join(_COUNTED)}) "
-            f"SELECT c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, {_sums(j)} "
+            f"turns, tags, {', '.join(_COUNTED)}) "
+            f"SELECT c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, p.tags, {_sums(j)} "
             f"FROM {source} {j} {_JOINS.format(j=j)} JOIN annotation_prompt p ON p.id = c.prompt_id "
-            "WHERE 1 = 1 GROUP BY c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns "
+            "WHERE 1 = 1 GROUP BY c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, p.tags "
             f"ORDER BY c.id ON CONFLICT (comparison_id) DO UPDATE SET {adds}"
         ),
         (
@@ -126,6 +127,13 @@ def _edit_activity(source: str, *, edits: str) -> str:
     )
 
 
+# A prompt's tags changed (an import adds tags to a prompt it finds again): its tallies follow.
+_PG_PROMPT_TAGS = (
+    "UPDATE insights_comparisontally AS t SET tags = n.tags FROM added n JOIN removed o ON o.id = n.id "
+    "WHERE t.prompt_id = n.id AND o.tags IS DISTINCT FROM n.tags"
+)
+_SQLITE_PROMPT_TAGS = "UPDATE insights_comparisontally SET tags = NEW.tags WHERE prompt_id = NEW.id"
+
 _CLEANUPS = (
     # (table whose rows go, tally table, its column that points there)
     ("annotation_comparison", "insights_comparisontally", "comparison_id"),
@@ -188,6 +196,14 @@ def _postgresql() -> list[str]:
         _pg_trigger(
             "insights_edit_update", "annotation_edit", "UPDATE", "NEW TABLE AS added", "insights_edits_changed"
         ),
+        _pg_function("insights_prompts_changed", [_PG_PROMPT_TAGS]),
+        _pg_trigger(
+            "insights_prompt_update",
+            "annotation_prompt",
+            "UPDATE",
+            "OLD TABLE AS removed NEW TABLE AS added",
+            "insights_prompts_changed",
+        ),
     ]
     for table, tally, column in _CLEANUPS:
         function = f"insights_{table.removeprefix('annotation_')}_gone"
@@ -204,6 +220,7 @@ def _postgresql_drop() -> list[str]:
         ("insights_edit_insert", "annotation_edit"),
         ("insights_edit_delete", "annotation_edit"),
         ("insights_edit_update", "annotation_edit"),
+        ("insights_prompt_update", "annotation_prompt"),
         *((f"insights_{t.removeprefix('annotation_')}_gone_trigger", t) for t, _, _ in _CLEANUPS),
     ]
     functions = [
@@ -213,6 +230,7 @@ def _postgresql_drop() -> list[str]:
         "insights_edits_added",
         "insights_edits_removed",
         "insights_edits_changed",
+        "insights_prompts_changed",
         *(f"insights_{t.removeprefix('annotation_')}_gone" for t, _, _ in _CLEANUPS),
     ]
     return [f"DROP TRIGGER IF EXISTS {name} ON {table}" for name, table in triggers] + [
@@ -233,8 +251,9 @@ def _row_add(row: str) -> list[str]:
     return [
         (
             "INSERT INTO insights_comparisontally (comparison_id, round_id, prompt_id, version_a_id, version_b_id, turns, "
-            f"{', '.join(_COUNTED)}) SELECT c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, "
-            f"(SELECT p.turns FROM annotation_prompt p WHERE p.id = c.prompt_id), {values}, 1 {joins} "
+            f"tags, {', '.join(_COUNTED)}) SELECT c.id, c.round_id, c.prompt_id, sa.model_version_id, "
+            "sb.model_version_id, p.turns, p.tags, "
+            f"{values}, 1 {joins.replace(' WHERE', ' JOIN annotation_prompt p ON p.id = c.prompt_id WHERE')} "
             f"ON CONFLICT (comparison_id) DO UPDATE SET {adds}"
         ),
         (
@@ -299,6 +318,7 @@ def _sqlite() -> list[str]:
         _sqlite_trigger("insights_edit_insert", "INSERT", "annotation_edit", [_row_edit("NEW", "+ 1")]),
         _sqlite_trigger("insights_edit_delete", "DELETE", "annotation_edit", [_row_edit("OLD", "- 1")]),
         _sqlite_trigger("insights_edit_update", "UPDATE", "annotation_edit", [_row_edit("NEW", "+ 0")]),
+        _sqlite_trigger("insights_prompt_update", "UPDATE OF tags", "annotation_prompt", [_SQLITE_PROMPT_TAGS]),
     ]
     for table, tally, column in _CLEANUPS:
         sql.append(
@@ -320,6 +340,7 @@ def _sqlite_drop() -> list[str]:
         "insights_edit_insert",
         "insights_edit_delete",
         "insights_edit_update",
+        "insights_prompt_update",
         *(f"insights_{t.removeprefix('annotation_')}_gone" for t, _, _ in _CLEANUPS),
     ]
     return [f"DROP TRIGGER IF EXISTS {name}" for name in names]

@@ -35,7 +35,7 @@ from insights.stats.winrate import WinRate
 READERS = (Role.LEAD, Role.ML_ENGINEER)
 SECTIONS = ("summary", "round", "ratings", "agreement", "quality")
 REFRESH_SECONDS = 30
-PENDING_POLL_SECONDS = 2
+PENDING_POLL_SECONDS = 1  # the tallied numbers of a big round take about a second
 
 WIN_COLUMNS = [
     "wins",

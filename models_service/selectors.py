@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from annotation.models import Comparison, Project, Round, Sample
-from models_service.models import JobStatus, LiveTurn, ModelVersion, SamplingFailure, SamplingJob
+from models_service.models import LiveTurn, ModelVersion, SamplingFailure, SamplingJob
 
 
 @dataclass
@@ -100,17 +100,3 @@ def live_turn_get(*, pk: int, annotator: Any, project: Project) -> LiveTurn | No
         .filter(pk=pk, annotator=annotator, project=project)
         .first()
     )
-
-
-def live_dialogue(*, turn: LiveTurn) -> list[LiveTurn]:
-    """The turns of the dialogue that ends with ``turn``, oldest first."""
-    chain = [turn]
-    while chain[-1].parent_id is not None and len(chain) < 200:
-        parent = LiveTurn.objects.filter(pk=chain[-1].parent_id).first()
-        if parent is None:
-            break
-        chain.append(parent)
-    return list(reversed(chain))
-
-
-ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)

@@ -1,5 +1,5 @@
 """Named users and a project every test can build on (docs/style.md):
-alice and bob annotate, lee leads, maya is the ML engineer."""
+alice and bob annotate, lee leads, maya is the ML engineer, charlie has no role."""
 
 from __future__ import annotations
 
@@ -57,6 +57,12 @@ def lee(db):
 @pytest.fixture
 def maya(db):
     return user_create(username="maya", password=PASSWORD, roles=[Role.ML_ENGINEER])
+
+
+@pytest.fixture
+def charlie(db):
+    """Logged in, with no role at all: may reach nothing but their own account."""
+    return user_create(username="charlie", password=PASSWORD)
 
 
 @pytest.fixture

@@ -211,10 +211,9 @@ def test_an_ml_engineer_cannot_create_a_project_or_open_a_round(round_, maya):
     assert not Project.objects.filter(name="Mine").exists()
 
 
-def test_a_user_without_a_role_reaches_only_me_and_tokens(project, django_user_model):
-    nobody = django_user_model.objects.create_user(username="nobody", password=PASSWORD)
-    client = token_client(nobody)
-    assert client.get("/api/v1/me/").json() == {"username": "nobody", "roles": []}
+def test_a_user_without_a_role_reaches_only_me_and_tokens(project, charlie):
+    client = token_client(charlie)
+    assert client.get("/api/v1/me/").json() == {"username": "charlie", "roles": []}
     assert client.get("/api/v1/tokens/").status_code == 200
     assert client.get("/api/v1/projects/").status_code == 403
 

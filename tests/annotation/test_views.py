@@ -131,11 +131,8 @@ def test_home_shows_the_progress_of_each_round(client, lee, project):
     assert "66%" in response.content.decode()
 
 
-def test_a_user_without_a_role_sees_no_projects(client, project, db):
-    from accounts.services import user_create
-
-    nobody = user_create(username="nobody", password=PASSWORD)
-    client.force_login(nobody)
+def test_a_user_without_a_role_sees_no_projects(client, project, charlie):
+    client.force_login(charlie)
     response = client.get(reverse("home"))
     assert response.status_code == 200
     assert "Helpfulness v1" not in response.content.decode()

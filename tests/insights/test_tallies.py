@@ -16,7 +16,7 @@ from accounts.roles import Role
 from accounts.services import user_create
 from annotation.assignment import assignment_next
 from annotation.judging import Verdict, judgment_submit
-from annotation.models import Comparison, Edit, Judgment, Project, Round, RoundStatus
+from annotation.models import Comparison, Edit, Judgment, Project, Prompt, Round, RoundStatus
 from annotation.services import project_create
 from imports.services import ImportKind, ImportOptions, import_run
 from insights import cache as dashboard_cache
@@ -46,12 +46,18 @@ def fill(round_, people, comparisons: int, seed: int = 1) -> Builder:
     build = Builder(round_)
     build.count = 1000 * round_.number
     for _ in range(comparisons):
-        comparison = build.comparison(tags=rng.choice([("code",), ("math", "code"), ("chat",)]), turns=rng.choice([1, 2, 3]))
+        comparison = build.comparison(
+            tags=rng.choice([("code",), ("math", "code"), ("chat",)]), turns=rng.choice([1, 2, 3])
+        )
         for person in rng.sample(people, rng.randint(1, len(people))):
             verdict = rng.choice([NEW, NEW, OLD, TIE, BAD, CANT])
             strength = rng.choice(["significantly", "better", "slightly", "negligibly", ""])
             build.judge(
-                comparison, person, verdict, strength=strength, safety=rng.choice(["", "both_safe", "chosen_safe"]),
+                comparison,
+                person,
+                verdict,
+                strength=strength,
+                safety=rng.choice(["", "both_safe", "chosen_safe"]),
                 edit=verdict in (NEW, OLD) and rng.random() < 0.2,
             )
     return build
@@ -78,7 +84,8 @@ def test_tallies_follow_every_way_a_judgment_is_written_changed_or_deleted(proje
         for i in range(30)
     ]
     report = import_run(
-        stream=io.BytesIO("\n".join(lines).encode()), filename="pairs.jsonl",
+        stream=io.BytesIO("\n".join(lines).encode()),
+        filename="pairs.jsonl",
         options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="vendor"),
     )
     assert report.committed and report.created["judgments"] == 30
@@ -90,6 +97,9 @@ def test_tallies_follow_every_way_a_judgment_is_written_changed_or_deleted(proje
     judgment.save()
     Judgment.objects.filter(preferred="cant_judge").update(preferred="both_bad")
     Edit.objects.filter(pk=Edit.objects.first().pk).update(text="changed again")
+    assert_tallies_right()
+    # A prompt's tags changed (an import that finds the prompt again adds its tags).
+    Prompt.objects.filter(comparisons__round=round_).update(tags=["retagged", "code"])
     assert_tallies_right()
 
     # Deleted: a judgment, an edit, a comparison with its judgments, a round, a project.
@@ -133,7 +143,10 @@ def test_the_tallied_and_the_scanned_queries_give_the_same_rows(project, round_,
         sql._cube_rows_tallied(project_id=project.pk, round_ids=both),
         sql._cube_rows_scanned(project_id=project.pk, round_ids=both, filters=Filters()),
     )
-    same(sql._battle_rows_tallied(project_id=project.pk), sql._battle_rows_scanned(project_id=project.pk, filters=Filters()))
+    same(
+        sql._battle_rows_tallied(project_id=project.pk),
+        sql._battle_rows_scanned(project_id=project.pk, filters=Filters()),
+    )
 
 
 def test_a_judgment_in_another_project_leaves_this_projects_reports_cached(project, round_, lee, alice, bob):
@@ -166,7 +179,9 @@ def test_a_judgment_in_another_project_leaves_this_projects_reports_cached(proje
 def test_the_tallies_command_checks_and_rebuilds_what_bypassed_the_triggers(project, round_):
     fill(round_, raters(3), 8)
     with connection.cursor() as cursor:  # what a TRUNCATE or a partial restore leaves behind
-        cursor.execute("DELETE FROM insights_comparisontally WHERE comparison_id IN (SELECT MIN(id) FROM annotation_comparison)")
+        cursor.execute(
+            "DELETE FROM insights_comparisontally WHERE comparison_id IN (SELECT MIN(id) FROM annotation_comparison)"
+        )
         cursor.execute("UPDATE insights_verdicttally SET n = n + 7")
     assert tallies_differences()["insights_comparisontally"] == 1
     out = io.StringIO()
