@@ -7,7 +7,7 @@ Llama built locally (models_service.testing; nothing is downloaded), unless
 adapter is the one sampling jobs use (models_service/backends/openai_compat.py):
 threads under the per-version concurrency limit, retries, ``max_tokens`` always sent.
 
-    flock /tmp/bench.lock .venv/bin/python bench/sampling_bench.py --prompts 1000 --concurrency 16
+    flock /tmp/bench.lock .venv-test/bin/python bench/sampling_bench.py --prompts 1000 --concurrency 16
 
 Prints one row per mode (wall time, answers/s, completion tokens/s, latency
 percentiles, errors) and the speed-up of concurrency over one at a time.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import check_password
+from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
@@ -150,24 +150,35 @@ def _users(specs: tuple[DemoUser, ...], password: str, created: dict[str, int]) 
     if Group.objects.filter(name__in=[r.value for r in Role]).count() < len(Role):
         roles_sync()
     User = get_user_model()
+    # The password hasher is slow on purpose (PBKDF2: a fifth of a second a call), and the
+    # demo users share one password: hash it once for all the users this run creates, and
+    # check each distinct stored hash once (users created together share theirs).
+    shared_hash: str | None = None
+    checked: dict[str, bool] = {}
     logins: list[DemoLogin] = []
     for spec in specs:
         existing = User.objects.filter(username=spec.username).first()
         if existing is None:
-            user_create(
+            user = user_create(
                 username=spec.username,
-                password=password if spec.can_log_in else None,
+                password=None,  # unusable until the shared hash is set below
                 roles=spec.roles,
                 email=f"{spec.username}@example.com",
                 first_name=spec.first_name,
                 is_staff=spec.superuser,
                 is_superuser=spec.superuser,
             )
+            if spec.can_log_in:
+                shared_hash = shared_hash or make_password(password)
+                User.objects.filter(pk=user.pk).update(password=shared_hash)
             created["users"] += 1
             logins.append(DemoLogin(spec.username, spec.role_label, created=True, password_works=spec.can_log_in))
         else:
             # hashers.check_password without a setter: never rewrites the stored hash.
-            works = existing.has_usable_password() and check_password(password, existing.password)
+            stored = existing.password
+            if existing.has_usable_password() and stored not in checked:
+                checked[stored] = check_password(password, stored)
+            works = checked.get(stored, False)
             logins.append(DemoLogin(spec.username, spec.role_label, created=False, password_works=works))
     return logins
 
@@ -209,7 +220,9 @@ def _project(created_by: Any, created: dict[str, int]) -> Project:
 def _import(project: Project, kind: ImportKind, name: str, created: dict[str, int]) -> None:
     """One of the demo's files, through the import service like any lead's upload."""
     with (DATA / name).open("rb") as stream:
-        report = import_run(stream=stream, filename=name, options=ImportOptions(kind=kind, project=project, source=SOURCE))
+        report = import_run(
+            stream=stream, filename=name, options=ImportOptions(kind=kind, project=project, source=SOURCE)
+        )
     if not report.committed:
         problems = "; ".join(str(e) for e in report.errors[:5])
         raise RuntimeError(f"the demo's {name} did not import: {problems}")
@@ -223,7 +236,9 @@ def _round(
 ) -> Round:
     round_ = Round.objects.filter(project=project, baseline=baseline, candidate=candidate).order_by("number").first()
     if round_ is None:
-        round_ = round_create(project=project, baseline=baseline, candidate=candidate, name=name, status=RoundStatus.OPEN)
+        round_ = round_create(
+            project=project, baseline=baseline, candidate=candidate, name=name, status=RoundStatus.OPEN
+        )
         created["round"] += 1
     # Pair the demo's own answers (seed 0), not whatever else was imported into the project.
     created["comparisons"] += round_build_comparisons(round_=round_, seed_a=SEED, seed_b=SEED)
@@ -307,8 +322,13 @@ def _verdict(comparison: Comparison, round_: Round, annotator: str, *, pilot: bo
     key = prompt.external_id.removeprefix("demo:")
     new = "A" if Sample.objects.get(pk=comparison.sample_a_id).model_version_id == round_.candidate_id else "B"
     old = "B" if new == "A" else "A"
-    preferred = {"new": new, "old": old, "tie": Preference.TIE, "both_bad": Preference.BOTH_BAD,
-                 "cant_judge": Preference.CANT_JUDGE}[_outcome(key, annotator, pilot=pilot)]
+    preferred = {
+        "new": new,
+        "old": old,
+        "tie": Preference.TIE,
+        "both_bad": Preference.BOTH_BAD,
+        "cant_judge": Preference.CANT_JUDGE,
+    }[_outcome(key, annotator, pilot=pilot)]
     roll = _digest(key, annotator, "detail", pilot)
     strength = _STRENGTHS[roll % len(_STRENGTHS)] if preferred in ("A", "B") else ""
     if preferred == Preference.CANT_JUDGE:
@@ -322,8 +342,12 @@ def _verdict(comparison: Comparison, round_: Round, annotator: str, *, pilot: bo
         base = Sample.objects.get(pk=comparison.sample_a_id if new == "A" else comparison.sample_b_id)
         edit_text, edit_base = base.text.strip() + "\n\n(Checked and corrected by a reviewer.)", new
     return Verdict(
-        preferred=preferred, strength=strength, safety=safety, time_spent_ms=(25 + roll % 70) * 1000,
-        edit_text=edit_text, edit_base=edit_base,
+        preferred=preferred,
+        strength=strength,
+        safety=safety,
+        time_spent_ms=(25 + roll % 70) * 1000,
+        edit_text=edit_text,
+        edit_base=edit_base,
     )
 
 
@@ -337,7 +361,8 @@ def _judge(round_: Round, annotator: Any, limit: int | None, *, pilot: bool) -> 
             break
         comparison = Comparison.objects.get(pk=got.comparison_id)
         judgment_submit(
-            assignment_id=got.pk, annotator=annotator,
+            assignment_id=got.pk,
+            annotator=annotator,
             verdict=_verdict(comparison, round_, annotator.username, pilot=pilot),
         )
         made += 1
@@ -352,8 +377,9 @@ def _backdate(round_: Round, start: Any) -> None:
         when = start + timedelta(minutes=7 * index)
         seconds = (judgment.time_spent_ms or 30_000) // 1000
         Judgment.objects.filter(pk=judgment.pk).update(created_at=when + timedelta(seconds=seconds))
-        Assignment.objects.filter(pk=judgment.assignment_id).update(
-            leased_at=when, lease_expires_at=when + timedelta(seconds=round_.project.lease_seconds),
+        Assignment.objects.filter(id=judgment.assignment_id or 0).update(
+            leased_at=when,
+            lease_expires_at=when + timedelta(seconds=round_.project.lease_seconds),
             completed_at=when + timedelta(seconds=seconds),
         )
 
@@ -375,7 +401,11 @@ def demo_seed_history(*, password: str | None = None) -> DemoHistory:
     if pilot is None:
         # Number 0: the pilot came before the open round, which the demo created first.
         pilot = Round.objects.create(
-            project=project, number=0, name=PILOT_ROUND_NAME, baseline=pilot_version, candidate=baseline,
+            project=project,
+            number=0,
+            name=PILOT_ROUND_NAME,
+            baseline=pilot_version,
+            candidate=baseline,
             status=RoundStatus.DRAFT,
         )
         round_build_comparisons(round_=pilot, seed_a=SEED, seed_b=SEED)

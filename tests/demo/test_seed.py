@@ -8,7 +8,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.roles import Role, has_role
@@ -280,3 +280,20 @@ def test_demo_history_gives_the_demo_dashboard_real_numbers_and_is_idempotent():
     assert [row["model"] for row in ratings.ratings.table()] == ["demo-chat-v2", "demo-chat-v1", "demo-chat-v0"]
     assert not Judgment.objects.filter(preferred="both_bad", edit__isnull=True).exists()
     assert not Client().login(username="carol", password=PASSWORD)
+
+
+def test_demo_setup_migrates_and_seeds_in_one_go_and_twice_creates_nothing():
+    out = StringIO()
+    call_command("demo_setup", "--password", PASSWORD, stdout=out)
+    first = out.getvalue()
+    counts = table_counts()
+
+    again = StringIO()
+    call_command("demo_setup", "--password", PASSWORD, stdout=again)
+
+    assert 'Demo project "Demo: helpfulness & safety"' in first and "30 new" in first
+    assert "Pilot round" in first and "85 new judgments" in first
+    assert "already there" in again.getvalue() and "0 new judgments" in again.getvalue()
+    assert table_counts() == counts
+    with pytest.raises(CommandError, match="must not be empty"):
+        call_command("demo_setup", "--password", " ", stdout=StringIO())
