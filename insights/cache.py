@@ -11,7 +11,7 @@ the next judgment arrives or the entry expires (``CACHE_SECONDS``).
 A stale entry that was quick to compute is recomputed at once; one that was slow is
 served while it is recomputed off the request path: by a Celery task on the ``default``
 queue when a broker is configured (the web processes keep their CPU for annotators), by a
-thread in the embedded set-up.
+small pool of threads in the embedded set-up.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import threading
 import time as clock
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +94,19 @@ class Pending(Exception):
     """The report is being computed in the background: ask again in a moment."""
 
 
+# In the embedded set-up (no broker) refreshes run on a small pool of this process's
+# threads, first come first served: a page asks for its sections top to bottom, so the
+# quick numbers (win rates from the tallies) are not kept waiting behind slow ones.
+BACKGROUND_THREADS = 2
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_running: set[Future[None]] = set()
+
+
 def _refresh_in_background(key: str, compute: Recipe, fingerprint: int) -> None:
     """Recompute a stale entry off the request path (one refresh per key at a time): a
-    Celery task where there is a real broker, else a thread of this process."""
+    Celery task where there is a real broker, else on this process's refresh threads."""
+    global _pool  # noqa: PLW0603 - the pool is made on first use, in the process that needs it
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         current_app.send_task(
             "insights.tasks.dashboard_refresh", args=[key, compute.kind, compute.args, fingerprint], queue="default"
@@ -108,7 +119,17 @@ def _refresh_in_background(key: str, compute: Recipe, fingerprint: int) -> None:
         finally:
             connection.close()  # this thread's own connection
 
-    threading.Thread(target=run, name=f"dashboard-refresh-{key[-8:]}", daemon=True).start()
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="dashboard-refresh")
+        future = _pool.submit(run)
+        _running.add(future)
+    future.add_done_callback(_running.discard)
+
+
+def background_settle(timeout: float | None = None) -> None:
+    """Wait until this process's background refreshes are done (benchmarks and tests)."""
+    wait(list(_running), timeout=timeout)
 
 
 def refresh(key: str, compute: Callable[[], Any], fingerprint: int) -> None:

@@ -340,22 +340,44 @@ def test_a_slow_stale_report_is_served_at_once_and_refreshed_in_the_background(r
     assert dashboards.round_report(round_=round_, filters=Filters()).overall.counts.as_tuple() == (1, 1, 0, 0, 0)
 
 
-def test_the_background_refresh_thread_stores_the_new_report_and_releases_its_lock(
-    round_, build, alice, bob, monkeypatch
-):
+def test_the_background_refresh_stores_the_new_report_and_releases_its_lock(round_, build, alice, bob, monkeypatch):
     from django.core.cache import cache
 
-    calls = []
-    monkeypatch.setattr(
-        dashboard_cache.threading, "Thread", lambda target, **kw: type("T", (), {"start": lambda self: target()})()
-    )
-    monkeypatch.setattr(dashboard_cache.connection, "close", lambda: calls.append("closed"))
     cache.add("dash:test:refreshing", 1, 60)
 
     dashboard_cache._refresh_in_background("dash:test", lambda: "fresh", 1)
+    dashboard_cache.background_settle(timeout=10)
 
     assert cache.get("dash:test").value == "fresh"
-    assert cache.get("dash:test:refreshing") is None and calls == ["closed"]
+    assert cache.get("dash:test:refreshing") is None
+
+
+def test_background_refreshes_run_first_come_first_served_on_two_threads(monkeypatch):
+    import threading
+    import time
+
+    started, gate = [], threading.Event()
+
+    def compute(name):
+        def run():
+            started.append(name)
+            gate.wait(5)
+            return name
+
+        return run
+
+    for name in ("summary", "round", "ratings", "agreement", "quality"):
+        dashboard_cache._refresh_in_background(f"dash:test:{name}", compute(name), 1)
+    deadline = time.monotonic() + 5
+    while len(started) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert sorted(started) == ["round", "summary"]  # the first two asked run first; the rest wait
+    gate.set()
+    dashboard_cache.background_settle(timeout=10)
+
+    assert sorted(started) == ["agreement", "quality", "ratings", "round", "summary"]
+    assert dashboard_cache._pool._max_workers == dashboard_cache.BACKGROUND_THREADS == 2
 
 
 def test_with_a_real_broker_a_stale_report_is_recomputed_by_a_celery_task_not_the_web_process(
@@ -370,8 +392,9 @@ def test_with_a_real_broker_a_stale_report_is_recomputed_by_a_celery_task_not_th
     settings.CELERY_TASK_ALWAYS_EAGER = False
     monkeypatch.setattr(dashboard_cache, "SLOW_SECONDS", 0.0)
     monkeypatch.setattr(
-        dashboard_cache.threading, "Thread", lambda *a, **kw: pytest.fail("no thread in the web process")
+        dashboard_cache, "ThreadPoolExecutor", lambda *a, **kw: pytest.fail("no thread in the web process")
     )
+    monkeypatch.setattr(dashboard_cache, "_pool", None)
     monkeypatch.setattr(
         dashboard_cache.current_app,
         "send_task",
