@@ -63,11 +63,18 @@ def fill(round_, n: int, *, required: int = 1, gold: int = 0) -> list[Comparison
     return made
 
 
+_expiring = threading.Lock()
+
+
 def expire(*ids: int) -> None:
+    """Make leases run out, as if their annotators walked away. One caller at a time: two
+    threads updating the same leases in different row orders would deadlock each other
+    (the test's own doing, not the engine's)."""
     now = timezone.now()
-    Assignment.objects.filter(pk__in=ids).update(
-        leased_at=now - timedelta(minutes=30), lease_expires_at=now - timedelta(seconds=1)
-    )
+    with _expiring:
+        Assignment.objects.filter(pk__in=sorted(ids)).update(
+            leased_at=now - timedelta(minutes=30), lease_expires_at=now - timedelta(seconds=1)
+        )
 
 
 def claim(user, project, exclude=()):
