@@ -129,33 +129,37 @@ def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
         yield Where(line=line_no), record
 
 
-class _SkipBom(io.RawIOBase):
-    """The stream without a leading UTF-8 byte-order mark (yajl refuses one)."""
+class _Prefixed(io.RawIOBase):
+    """`head` (already read from the stream) followed by the rest of the stream."""
 
-    def __init__(self, stream: IO[bytes]):
+    def __init__(self, head: bytes, stream: IO[bytes]):
+        self._head = head
         self._stream = stream
-        self._head = b""
-        self._started = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        if not self._started:
-            self._started = True
-            head = self._stream.read(3)
-            self._head = head[3:] if head.startswith(codecs.BOM_UTF8) else head
-        data = self._head or self._stream.read(len(buffer))
-        self._head = b""
+        data = self._head[: len(buffer)] if self._head else self._stream.read(len(buffer))
+        self._head = self._head[len(data) :]
         buffer[: len(data)] = data
         return len(data)
 
 
+_JSON_SPACE = b" \t\r\n"
+
+
 def _iter_json_array(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
-    source = io.BufferedReader(_SkipBom(stream), buffer_size=1 << 16)
-    head = source.peek(64).lstrip(b" \t\r\n")
+    # Read up to the first byte that is not white space, without a byte-order mark (yajl
+    # refuses one), so the file's kind is told by its first character however it is indented.
+    head = stream.read(1 << 16)
+    head = head.removeprefix(codecs.BOM_UTF8)
+    while head and not head.lstrip(_JSON_SPACE):
+        head = stream.read(1 << 16)
+    head = head.lstrip(_JSON_SPACE)
     if not head:
         return
+    source = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 16)
     if not head.startswith(b"["):
         yield Where(item=1), Broken("a .json file must hold one array of objects", fatal=True)
         return

@@ -124,6 +124,27 @@ def test_skip_invalid_commits_the_good_lines_and_lists_the_bad_ones(project):
     assert Comparison.objects.count() == 5
 
 
+def test_a_nul_character_anywhere_in_a_record_is_refused_with_its_line_and_field(project):
+    rows = [
+        pair(0),
+        pair(1, output_2="second\x00answer"),
+        {"messages": [{"role": "user", "content": "Hi\x00?"}], "response_a": "a", "response_b": "b"},
+        pair(3, judgments=[{"annotator": "vendor:1", "preferred": "A", "strength": "better", "rationale": "\x00"}]),
+        pair(4),
+    ]
+    report = run(project, "pairs", jsonl(rows))
+    assert [(e.line, e.field) for e in report.errors] == [
+        (2, "output_2"),
+        (3, "messages.0.content"),
+        (4, "judgments.0.rationale"),
+    ]
+    assert all("NUL character" in e.message for e in report.errors)
+    assert not report.committed and Prompt.objects.count() == 0
+
+    report = run(project, "pairs", jsonl(rows), skip_invalid=True)
+    assert report.committed and report.created["comparisons"] == 2 and report.error_count == 3
+
+
 def test_importing_the_same_pairs_twice_creates_nothing_the_second_time(project):
     content = jsonl([pair(i, label=2) for i in range(20)])
     first = run(project, "pairs", content, source="vendor")
@@ -268,6 +289,18 @@ def test_a_json_array_is_read_whole_and_nothing_after_it_or_deep_inside_it_break
         assert not report.committed and message in " ".join(e.message for e in report.errors)
     else:
         assert report.committed and report.created == {"prompts": 1}
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"   ", b"\n\n\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf  \r\n", b" " * 70_000],
+    ids=["bare", "indented", "blank-lines", "bom", "bom-and-blank-line", "70k-spaces"],
+)
+def test_a_json_array_after_white_space_or_a_byte_order_mark_imports_every_record(project, head):
+    body = b'[{"prompt": "one"}, {"prompt": "two"}]\n'
+    report = run(project, "prompts", head + body, filename="prompts.json")
+    assert report.committed and not report.errors
+    assert report.created == {"prompts": 2}
 
 
 class _EndlessLines(io.RawIOBase):
