@@ -351,6 +351,13 @@ def judgments_insert_imported(rows: Sequence[ImportedJudgment], *, now: datetime
     """
     if not rows:
         return
+    # The comparisons first, in id order, then the judgments (whose triggers update the
+    # tallies): the order an annotator's submit takes the same locks in, so an import into
+    # pairs being judged at that moment waits instead of deadlocking.
+    per_comparison: dict[int, int] = {}
+    for r in sorted(rows, key=lambda r: r.comparison_id):
+        per_comparison[r.comparison_id] = per_comparison.get(r.comparison_id, 0) + 1
+    bulk.add_to_counts(Comparison, per_comparison, ("judgment_count", "taken"))
     now = now or timezone.now()
     bulk.insert_rows(
         Judgment,
@@ -371,7 +378,3 @@ def judgments_insert_imported(rows: Sequence[ImportedJudgment], *, now: datetime
             for r in rows
         ],
     )
-    per_comparison: dict[int, int] = {}
-    for r in rows:
-        per_comparison[r.comparison_id] = per_comparison.get(r.comparison_id, 0) + 1
-    bulk.add_to_counts(Comparison, per_comparison, ("judgment_count", "taken"))
