@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 
 from annotation.models import (
@@ -14,6 +16,18 @@ from annotation.models import (
 )
 
 
+class FixedOnceCreated(admin.ModelAdmin):
+    """Fields that place a row (its round, prompt, answers, version) are shown, not
+    edited, once it exists: judgments were made on it as it is, and the database refuses
+    to move a judged row anyway (insights/triggers.py, install_guards)."""
+
+    fixed_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields + self.fixed_fields if obj is not None else fields
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "overlap", "edit_policy", "require_safety", "is_active", "created_at")
@@ -23,7 +37,8 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Round)
-class RoundAdmin(admin.ModelAdmin):
+class RoundAdmin(FixedOnceCreated):
+    fixed_fields = ("project",)
     list_display = ("__str__", "project", "number", "baseline", "candidate", "pairing", "status", "opened_at")
     list_filter = ("status", "pairing", "project")
     list_select_related = ("project", "baseline", "candidate")
@@ -39,7 +54,8 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Sample)
-class SampleAdmin(admin.ModelAdmin):
+class SampleAdmin(FixedOnceCreated):
+    fixed_fields = ("prompt", "model_version")
     list_display = ("id", "prompt_id", "model_version", "seed", "completion_tokens", "identity_flagged", "created_at")
     list_filter = ("model_version", "identity_flagged", "identity_released")
     readonly_fields = ("text_hash",)
@@ -48,7 +64,8 @@ class SampleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Comparison)
-class ComparisonAdmin(admin.ModelAdmin):
+class ComparisonAdmin(FixedOnceCreated):
+    fixed_fields = ("round", "prompt", "sample_a", "sample_b")
     list_display = ("id", "round", "prompt_id", "judgment_count", "required_judgments", "is_gold")
     list_filter = ("round", "is_gold")
     raw_id_fields = ("prompt", "sample_a", "sample_b")

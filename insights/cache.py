@@ -2,9 +2,9 @@
 fingerprint of its project's data at the time.
 
 The fingerprint of a project is the sum of the change counters of its annotators
-(``ProjectActivity``, kept by the database's triggers): any judgment or edit written,
-changed or deleted in the project moves it, and nothing that happens in another project
-does. So nothing has to remember to invalidate an entry, and a busy project never makes a
+(``ProjectActivity``, kept by the database's triggers) plus its prompts' change counter
+(``PromptActivity``): any judgment or edit written, changed or deleted in the project
+moves it, as does a prompt retagged, and nothing that happens in another project does. So nothing has to remember to invalidate an entry, and a busy project never makes a
 quiet one recompute. Changes that touch no judgment - a changed gold answer - show when
 the next judgment arrives or the entry expires (``CACHE_SECONDS``).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time as clock
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 3600  # entries are also checked against the data on every read
 CACHE_VERSION = 3
@@ -74,12 +77,23 @@ class _Entry:
 
 def project_fingerprint(project_id: int) -> int:
     """A number that changes whenever a judgment or edit of the project is written,
-    changed or deleted (one index range of ``insights_projectactivity``)."""
+    changed or deleted, or one of its prompts changes its tags or turns (one index range
+    of ``insights_projectactivity``, one row of ``insights_promptactivity``)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT COALESCE(SUM(changes), 0) FROM insights_projectactivity WHERE project_id = %s", [project_id]
+            "SELECT COALESCE((SELECT SUM(changes) FROM insights_projectactivity WHERE project_id = %s), 0) "
+            "+ COALESCE((SELECT changes FROM insights_promptactivity WHERE project_id = %s), 0)",
+            [project_id, project_id],
         )
         return int(cursor.fetchone()[0])
+
+
+def prompt_changes(project_id: int) -> int:
+    """How many times the project's prompts changed their tags or turns."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT changes FROM insights_promptactivity WHERE project_id = %s", [project_id])
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
 
 
 def big_project(project_id: int) -> bool:
@@ -108,10 +122,14 @@ def _refresh_in_background(key: str, compute: Recipe, fingerprint: int) -> None:
     Celery task where there is a real broker, else on this process's refresh threads."""
     global _pool  # noqa: PLW0603 - the pool is made on first use, in the process that needs it
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        current_app.send_task(
-            "insights.tasks.dashboard_refresh", args=[key, compute.kind, compute.args, fingerprint], queue="default"
-        )
-        return
+        try:
+            current_app.send_task(
+                "insights.tasks.dashboard_refresh", args=[key, compute.kind, compute.args, fingerprint], queue="default"
+            )
+            return
+        except Exception as exc:  # any failure to publish: the broker is unreachable
+            # The page still gets its numbers: this process computes them, as without a broker.
+            logger.warning("dashboard refresh: the broker is unreachable (%s); computing in the web process", exc)
 
     def run() -> None:
         try:

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Max
 
 from annotation.models import Project, Prompt, Round
-from insights.cache import Recipe, cached, recipe
+from insights.cache import Recipe, cached, prompt_changes, recipe
 from insights.models import ComparisonTally
 from insights.sql import project_annotator_ids, project_tag_values
 from models_service.models import ModelVersion
@@ -34,9 +34,11 @@ def _tags(project_id: int) -> list[str]:
 
 
 def project_tags(*, project: Project) -> list[str]:
-    """Every tag of the project's prompts; cached until a prompt is added."""
+    """Every tag of the project's prompts; cached until a prompt is added or retagged."""
     newest = Prompt.objects.filter(project=project).aggregate(m=Max("id"))["m"] or 0
-    return cached("tags", project.pk, [], Recipe("tags", {"project_id": project.pk}), fingerprint=newest)
+    # Any int will do as a fingerprint: this one moves with either number.
+    fingerprint = hash((newest, prompt_changes(project.pk)))
+    return cached("tags", project.pk, [], Recipe("tags", {"project_id": project.pk}), fingerprint=fingerprint)
 
 
 def project_annotators(*, project: Project) -> list[tuple[int, str]]:

@@ -1,7 +1,7 @@
 """Tallies kept by the database, so that the dashboards read aggregates instead of
 scanning every judgment.
 
-Triggers on ``annotation_judgment`` and ``annotation_edit`` (migration 0001) keep three
+Triggers on ``annotation_judgment`` and ``annotation_edit`` (migration 0002) keep three
 tables up to date in the same statement as the judgment's own insert, update or delete,
 whatever wrote it (the annotator's page, the API, an import, the admin, a cascade):
 
@@ -12,7 +12,10 @@ whatever wrote it (the annotator's page, the API, an import, the admin, a cascad
   Bradley-Terry battles;
 - ``ProjectActivity``: per project and annotator, judgments and edits made, and a change
   counter: a project's cached reports are fresh while the sum of its counters stands
-  still, so a judgment in one project leaves another's reports cached.
+  still, so a judgment in one project leaves another's reports cached;
+- ``PromptActivity`` (migration 0003): per project, how often its prompts' tags or turns
+  changed (an import that finds a prompt again adds its tags): part of the fingerprint,
+  so the breakdown by tag follows a retagging.
 
 No table here has a row per judgment, and no row is written by two annotators at once
 (comparison rows aside, which the judgment's own statement locks anyway), so the
@@ -103,3 +106,14 @@ class ProjectActivity(models.Model):
 
     def __str__(self) -> str:
         return f"Project {self.project_id}, annotator {self.annotator_id}: {self.judgments} judgments"
+
+
+class PromptActivity(models.Model):
+    project = models.OneToOneField(
+        "annotation.Project", primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    # Moves whenever a prompt of the project changes its tags or its number of turns.
+    changes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Project {self.project_id}: prompts changed {self.changes} times"

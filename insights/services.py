@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from insights.triggers import backfill_statements
+from insights.triggers import backfill_statements, recount_queries
 
 TALLY_TABLES = ("insights_comparisontally", "insights_verdicttally", "insights_projectactivity")
 
@@ -20,32 +20,20 @@ TALLY_TABLES = ("insights_comparisontally", "insights_verdicttally", "insights_p
 @transaction.atomic
 def tallies_rebuild() -> None:
     """Count every judgment and edit again; the tables are locked meanwhile (PostgreSQL),
-    so no judgment is counted twice or missed."""
+    so no judgment is counted twice or missed. Each project's change counter ends above
+    where it was, so no cached report computed before the rebuild passes for fresh."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("LOCK TABLE annotation_judgment, annotation_edit IN SHARE MODE")
+        before = dict(_fetch(cursor, "SELECT project_id, SUM(changes) FROM insights_projectactivity GROUP BY 1"))
         for statement in backfill_statements():
             cursor.execute(statement)
-
-
-def _snapshot(cursor: Any) -> dict[str, set[tuple]]:
-    return {
-        "insights_comparisontally": set(_fetch(cursor, "SELECT * FROM insights_comparisontally WHERE total <> 0")),
-        "insights_verdicttally": set(
-            _fetch(
-                cursor,
-                "SELECT round_id, annotator_id, version_a_id, version_b_id, preferred, strength, safety, n "
-                "FROM insights_verdicttally WHERE n <> 0",
+        for project_id, changes in sorted(before.items()):
+            cursor.execute(
+                "UPDATE insights_projectactivity SET changes = changes + %s WHERE project_id = %s AND annotator_id = "
+                "(SELECT MIN(annotator_id) FROM insights_projectactivity WHERE project_id = %s)",
+                [int(changes) + 1, project_id, project_id],
             )
-        ),
-        "insights_projectactivity": set(
-            _fetch(
-                cursor,
-                "SELECT project_id, annotator_id, judgments, edits FROM insights_projectactivity "
-                "WHERE judgments <> 0 OR edits <> 0",
-            )
-        ),
-    }
 
 
 def _fetch(cursor: Any, sql: str) -> list[tuple]:
@@ -55,12 +43,14 @@ def _fetch(cursor: Any, sql: str) -> list[tuple]:
 
 def tallies_differences() -> dict[str, int]:
     """How many rows of each tally differ from a recount (0 everywhere: the tallies are
-    right). Recounts in a transaction that is rolled back, so nothing changes."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            kept = _snapshot(cursor)
-            for statement in backfill_statements():
-                cursor.execute(statement)
-            counted = _snapshot(cursor)
-        transaction.set_rollback(True)
-    return {table: len(kept[table] ^ counted[table]) for table in TALLY_TABLES}
+    right). Reads only - judgments keep arriving meanwhile - and on PostgreSQL from one
+    snapshot, so a judgment committed during the check is not taken for a difference."""
+    differences = {}
+    # Inside a caller's transaction (a test's) the snapshot is the caller's.
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and own_transaction:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for table, (kept, counted) in recount_queries().items():
+            differences[table] = len(set(_fetch(cursor, kept)) ^ set(_fetch(cursor, counted)))
+    return {table: differences[table] for table in TALLY_TABLES}

@@ -10,7 +10,7 @@ Two sources answer them:
   a date, annotator or tag filter narrows, the pairs of annotators of Cohen's kappa, and
   annotator quality (median times, agreement with the majority, gold answers).
 
-Both give the same rows for the same data (tests/insights/test_sql.py holds them to it):
+Both give the same rows for the same data (tests/insights/test_tallies.py holds them to it):
 
 - per-prompt verdict counts, grouped a second time into distinct *patterns* with their
   multiplicities, which is all the prompt bootstrap needs (``pattern_rows``);
@@ -49,9 +49,12 @@ _LOSS = (
     "OR (j.preferred = 'B' AND sb.model_version_id = r.baseline_id))"
 )
 _OUTCOME = f"CASE WHEN {_WIN} THEN 'win' WHEN {_LOSS} THEN 'loss' ELSE j.preferred END"
+# A round whose baseline is its candidate (a seeds or temperatures round of one version)
+# has no old-vs-new pairs: its judgments count in agreement and quality, not in win rates.
 _OLD_VS_NEW = (
-    "((sa.model_version_id = r.baseline_id AND sb.model_version_id = r.candidate_id) "
-    "OR (sa.model_version_id = r.candidate_id AND sb.model_version_id = r.baseline_id))"
+    "(r.baseline_id <> r.candidate_id AND ("
+    "(sa.model_version_id = r.baseline_id AND sb.model_version_id = r.candidate_id) "
+    "OR (sa.model_version_id = r.candidate_id AND sb.model_version_id = r.baseline_id)))"
 )
 
 
@@ -82,6 +85,23 @@ def _bounds(filters: Filters) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
+def _judgment_clauses(filters: Filters, *, alias: str = "j", use_annotator: bool = True) -> tuple[list[str], list[Any]]:
+    """Conditions on the judgments themselves: their dates and annotator."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    start, end = _bounds(filters)
+    if start is not None:
+        clauses.append(f"{alias}.created_at >= %s")
+        params.append(start)
+    if end is not None:
+        clauses.append(f"{alias}.created_at < %s")
+        params.append(end)
+    if use_annotator and filters.annotator_id is not None:
+        clauses.append(f"{alias}.annotator_id = %s")
+        params.append(filters.annotator_id)
+    return clauses, params
+
+
 def _where(
     *,
     project_id: int,
@@ -102,16 +122,9 @@ def _where(
             params.extend(round_ids)
     if old_vs_new:
         clauses.append(_OLD_VS_NEW)
-    start, end = _bounds(filters)
-    if start is not None:
-        clauses.append(f"{alias}.created_at >= %s")
-        params.append(start)
-    if end is not None:
-        clauses.append(f"{alias}.created_at < %s")
-        params.append(end)
-    if use_annotator and filters.annotator_id is not None:
-        clauses.append(f"{alias}.annotator_id = %s")
-        params.append(filters.annotator_id)
+    own, own_params = _judgment_clauses(filters, alias=alias, use_annotator=use_annotator)
+    clauses += own
+    params += own_params
     needs_prompt = bool(filters.tag)
     if filters.tag:
         clauses.append(_tag_condition("p"))
@@ -159,18 +172,7 @@ def _per_prompt_sql(*, project_id: int, round_ids: Sequence[int] | None, filters
     A/B into candidate/baseline - half the rows through the joins with two judgments per
     pair.
     """
-    judgment_clauses: list[str] = []
-    judgment_params: list[Any] = []
-    start, end = _bounds(filters)
-    if start is not None:
-        judgment_clauses.append("j.created_at >= %s")
-        judgment_params.append(start)
-    if end is not None:
-        judgment_clauses.append("j.created_at < %s")
-        judgment_params.append(end)
-    if filters.annotator_id is not None:
-        judgment_clauses.append("j.annotator_id = %s")
-        judgment_params.append(filters.annotator_id)
+    judgment_clauses, judgment_params = _judgment_clauses(filters)
     scope = ["r.project_id = %s"]
     scope_params: list[Any] = [project_id]
     if round_ids is not None:
@@ -374,8 +376,9 @@ _B = "(t.b_significantly + t.b_better + t.b_slightly + t.b_negligibly + t.b_unra
 
 def _versions_old_vs_new(alias: str) -> str:
     return (
-        f"(({alias}.version_a_id = r.baseline_id AND {alias}.version_b_id = r.candidate_id) "
-        f"OR ({alias}.version_a_id = r.candidate_id AND {alias}.version_b_id = r.baseline_id))"
+        f"(r.baseline_id <> r.candidate_id AND ("
+        f"({alias}.version_a_id = r.baseline_id AND {alias}.version_b_id = r.candidate_id) "
+        f"OR ({alias}.version_a_id = r.candidate_id AND {alias}.version_b_id = r.baseline_id)))"
     )
 
 

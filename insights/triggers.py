@@ -16,7 +16,14 @@ comparison, round or project takes its tally rows along.
 
 ``install`` is what migration 0002 runs; ``backfill`` recomputes every tally from the
 judgments (the migration, and ``insights.services.tallies_rebuild``). A later change to
-the triggers comes as a new function and a new migration: this one is migration 0002's.
+the triggers comes as a new function and a new migration, as ``install_guards`` for 0003:
+
+- a prompt's turns follow like its tags, and each change of either moves the project's
+  ``insights_promptactivity`` counter (part of the cache's fingerprint);
+- a judged comparison cannot move to another round, prompt or pair of answers, a judged
+  answer cannot change its model version or prompt, and a round with judgments cannot
+  move to another project: the tallies (and the people who judged) saw them as they were.
+  The database refuses such an update as an integrity error, whatever sends it.
 """
 
 from __future__ import annotations
@@ -52,6 +59,29 @@ def _sums(j: str) -> str:
     return ", ".join(f"SUM(CASE WHEN {cond.format(j=j)} THEN 1 ELSE 0 END)" for _, cond in CATEGORIES) + ", COUNT(*)"
 
 
+_TALLY_COLUMNS = f"comparison_id, round_id, prompt_id, version_a_id, version_b_id, turns, tags, {', '.join(_COUNTED)}"
+
+
+def _comparison_tallies(source: str) -> str:
+    """The rows of ``insights_comparisontally`` the judgments of ``source`` make (columns
+    in the order of ``_TALLY_COLUMNS``)."""
+    j = "j"
+    return (
+        f"SELECT c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, p.tags, {_sums(j)} "
+        f"FROM {source} {j} {_JOINS.format(j=j)} JOIN annotation_prompt p ON p.id = c.prompt_id "
+        "WHERE 1 = 1 GROUP BY c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, p.tags"
+    )
+
+
+def _verdict_tallies(source: str) -> str:
+    j = "j"
+    return (
+        f"SELECT c.round_id, {j}.annotator_id, sa.model_version_id, sb.model_version_id, {j}.preferred, "
+        f"{j}.strength, {j}.safety, COUNT(*) FROM {source} {j} {_JOINS.format(j=j)} WHERE 1 = 1 "
+        "GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    )
+
+
 def _grouped_add(source: str) -> list[str]:
     """Add the judgments of ``source`` (a table, or a transition table) to the tallies:
     grouped upserts, ordered so that concurrent writers lock rows in the same order."""
@@ -59,19 +89,12 @@ def _grouped_add(source: str) -> list[str]:
     adds = ", ".join(f"{c} = t.{c} + excluded.{c}" for c in _COUNTED)
     return [
         (
-            "INSERT INTO insights_comparisontally AS t (comparison_id, round_id, prompt_id, version_a_id, version_b_id, "
-            f"turns, tags, {', '.join(_COUNTED)}) "
-            f"SELECT c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, p.tags, {_sums(j)} "
-            f"FROM {source} {j} {_JOINS.format(j=j)} JOIN annotation_prompt p ON p.id = c.prompt_id "
-            "WHERE 1 = 1 GROUP BY c.id, c.round_id, c.prompt_id, sa.model_version_id, sb.model_version_id, p.turns, p.tags "
+            f"INSERT INTO insights_comparisontally AS t ({_TALLY_COLUMNS}) {_comparison_tallies(source)} "
             f"ORDER BY c.id ON CONFLICT (comparison_id) DO UPDATE SET {adds}"
         ),
         (
-            f"INSERT INTO insights_verdicttally AS t ({_VERDICT_KEY}, n) "
-            f"SELECT c.round_id, {j}.annotator_id, sa.model_version_id, sb.model_version_id, {j}.preferred, "
-            f"{j}.strength, {j}.safety, COUNT(*) FROM {source} {j} {_JOINS.format(j=j)} WHERE 1 = 1 "
-            "GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7 "
-            f"ON CONFLICT ({_VERDICT_KEY}) DO UPDATE SET n = t.n + excluded.n"
+            f"INSERT INTO insights_verdicttally AS t ({_VERDICT_KEY}, n) {_verdict_tallies(source)} "
+            f"ORDER BY 1, 2, 3, 4, 5, 6, 7 ON CONFLICT ({_VERDICT_KEY}) DO UPDATE SET n = t.n + excluded.n"
         ),
         (
             "INSERT INTO insights_projectactivity AS t (project_id, annotator_id, judgments, edits, changes) "
@@ -81,6 +104,28 @@ def _grouped_add(source: str) -> list[str]:
             "judgments = t.judgments + excluded.judgments, changes = t.changes + excluded.changes"
         ),
     ]
+
+
+def recount_queries() -> dict[str, tuple[str, str]]:
+    """Per tally table: (what it holds, what it should hold, counted from the judgments
+    and edits) as two SELECTs of the same columns - the check, which writes nothing."""
+    return {
+        "insights_comparisontally": (
+            f"SELECT {_TALLY_COLUMNS} FROM insights_comparisontally WHERE total <> 0",
+            _comparison_tallies("annotation_judgment"),
+        ),
+        "insights_verdicttally": (
+            f"SELECT {_VERDICT_KEY}, n FROM insights_verdicttally WHERE n <> 0",
+            _verdict_tallies("annotation_judgment"),
+        ),
+        "insights_projectactivity": (
+            "SELECT project_id, annotator_id, judgments, edits FROM insights_projectactivity "
+            "WHERE judgments <> 0 OR edits <> 0",
+            "SELECT r.project_id, j.annotator_id, COUNT(*), COUNT(e.id) FROM annotation_judgment j "
+            "JOIN annotation_comparison c ON c.id = j.comparison_id JOIN annotation_round r ON r.id = c.round_id "
+            "LEFT JOIN annotation_edit e ON e.judgment_id = j.id GROUP BY 1, 2",
+        ),
+    }
 
 
 def _grouped_remove(source: str) -> list[str]:
@@ -380,3 +425,132 @@ def install(apps: Any, schema_editor: Any) -> None:
 def uninstall(apps: Any, schema_editor: Any) -> None:
     vendor = schema_editor.connection.vendor
     _run(schema_editor, _postgresql_drop() if vendor == "postgresql" else _sqlite_drop())
+
+
+# --- Migration 0003: prompts' turns, their change counter, and guards ----------------------
+
+_JUDGED_MOVE = "judgments were made on it as it is: its {what} cannot change"
+_GUARDS = (
+    # (table, name, columns that may not change once judged, "judged" condition on OLD)
+    (
+        "annotation_comparison",
+        "comparison",
+        ("round_id", "prompt_id", "sample_a_id", "sample_b_id"),
+        "EXISTS (SELECT 1 FROM annotation_judgment j WHERE j.comparison_id = OLD.id)",
+        "round, prompt or answers",
+    ),
+    (
+        "annotation_sample",
+        "sample",
+        ("model_version_id", "prompt_id"),
+        "EXISTS (SELECT 1 FROM annotation_comparison c JOIN annotation_judgment j ON j.comparison_id = c.id "
+        "WHERE c.sample_a_id = OLD.id OR c.sample_b_id = OLD.id)",
+        "model version or prompt",
+    ),
+    (
+        "annotation_round",
+        "round",
+        ("project_id",),
+        "EXISTS (SELECT 1 FROM annotation_comparison c JOIN annotation_judgment j ON j.comparison_id = c.id "
+        "WHERE c.round_id = OLD.id)",
+        "project",
+    ),
+)
+
+
+def _changed(columns: tuple[str, ...], *, sqlite: bool) -> str:
+    differ = "IS NOT" if sqlite else "IS DISTINCT FROM"
+    return " OR ".join(f"OLD.{c} {differ} NEW.{c}" for c in columns)
+
+
+_PG_PROMPTS_CHANGED_V2 = [
+    "UPDATE insights_comparisontally AS t SET tags = n.tags, turns = n.turns FROM added n JOIN removed o ON o.id = n.id "
+    "WHERE t.prompt_id = n.id AND (o.tags IS DISTINCT FROM n.tags OR o.turns IS DISTINCT FROM n.turns)",
+    "INSERT INTO insights_promptactivity AS t (project_id, changes) SELECT n.project_id, COUNT(*) FROM added n "
+    "JOIN removed o ON o.id = n.id WHERE o.tags IS DISTINCT FROM n.tags OR o.turns IS DISTINCT FROM n.turns "
+    "GROUP BY 1 ORDER BY 1 ON CONFLICT (project_id) DO UPDATE SET changes = t.changes + excluded.changes",
+]
+_PROJECT_GONE_V2 = [
+    "DELETE FROM insights_projectactivity t USING removed x WHERE t.project_id = x.id",
+    "DELETE FROM insights_promptactivity t USING removed x WHERE t.project_id = x.id",
+]
+
+
+def _postgresql_guards() -> list[str]:
+    sql = [
+        _pg_function("insights_prompts_changed", _PG_PROMPTS_CHANGED_V2),
+        _pg_function("insights_project_gone", _PROJECT_GONE_V2),
+    ]
+    for table, name, columns, judged, what in _GUARDS:
+        function = f"insights_judged_{name}_guard"
+        message = _JUDGED_MOVE.format(what=what)
+        sql.append(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            f"BEGIN\n  IF {judged} THEN\n"
+            f"    RAISE EXCEPTION '{name} %: {message}', OLD.id USING ERRCODE = 'integrity_constraint_violation';\n"
+            "  END IF;\n  RETURN NEW;\nEND $$"
+        )
+        sql.append(
+            f"CREATE TRIGGER {function} BEFORE UPDATE OF {', '.join(columns)} ON {table} FOR EACH ROW "
+            f"WHEN ({_changed(columns, sqlite=False)}) EXECUTE FUNCTION {function}()"
+        )
+    return sql
+
+
+def _postgresql_guards_drop() -> list[str]:
+    sql = []
+    for table, name, _columns, _judged, _what in _GUARDS:
+        sql.append(f"DROP TRIGGER IF EXISTS insights_judged_{name}_guard ON {table}")
+        sql.append(f"DROP FUNCTION IF EXISTS insights_judged_{name}_guard()")
+    # Migration 0002's versions of the two functions 0003 replaced.
+    replaced = ("FUNCTION insights_prompts_changed()", "FUNCTION insights_project_gone()")
+    return sql + [s for s in _postgresql() if s.startswith("CREATE OR REPLACE") and any(r in s for r in replaced)]
+
+
+def _sqlite_guards() -> list[str]:
+    changed = _changed(("tags", "turns"), sqlite=True)
+    sql = [
+        "DROP TRIGGER IF EXISTS insights_prompt_update",
+        (
+            "CREATE TRIGGER insights_prompt_update AFTER UPDATE OF tags, turns ON annotation_prompt FOR EACH ROW "
+            f"WHEN {changed} BEGIN\n"
+            "  UPDATE insights_comparisontally SET tags = NEW.tags, turns = NEW.turns WHERE prompt_id = NEW.id;\n"
+            "  INSERT INTO insights_promptactivity (project_id, changes) VALUES (NEW.project_id, 1) "
+            "ON CONFLICT (project_id) DO UPDATE SET changes = changes + 1;\nEND"
+        ),
+        "DROP TRIGGER IF EXISTS insights_project_gone",
+        _sqlite_trigger(
+            "insights_project_gone",
+            "DELETE",
+            "annotation_project",
+            [
+                "DELETE FROM insights_projectactivity WHERE project_id = OLD.id",
+                "DELETE FROM insights_promptactivity WHERE project_id = OLD.id",
+            ],
+        ),
+    ]
+    for table, name, columns, judged, what in _GUARDS:
+        message = _JUDGED_MOVE.format(what=what)
+        sql.append(
+            f"CREATE TRIGGER insights_judged_{name}_guard BEFORE UPDATE OF {', '.join(columns)} ON {table} "
+            f"FOR EACH ROW WHEN ({_changed(columns, sqlite=True)}) AND {judged} "
+            f"BEGIN SELECT RAISE(ABORT, '{name}: {message}'); END"
+        )
+    return sql
+
+
+def _sqlite_guards_drop() -> list[str]:
+    sql = [f"DROP TRIGGER IF EXISTS insights_judged_{name}_guard" for _t, name, _c, _j, _w in _GUARDS]
+    sql += ["DROP TRIGGER IF EXISTS insights_prompt_update", "DROP TRIGGER IF EXISTS insights_project_gone"]
+    names = ("insights_prompt_update ", "insights_project_gone ")
+    return sql + [s for s in _sqlite() if any(s.startswith(f"CREATE TRIGGER {n}") for n in names)]
+
+
+def install_guards(apps: Any, schema_editor: Any) -> None:
+    vendor = schema_editor.connection.vendor
+    _run(schema_editor, _postgresql_guards() if vendor == "postgresql" else _sqlite_guards())
+
+
+def uninstall_guards(apps: Any, schema_editor: Any) -> None:
+    vendor = schema_editor.connection.vendor
+    _run(schema_editor, _postgresql_guards_drop() if vendor == "postgresql" else _sqlite_guards_drop())

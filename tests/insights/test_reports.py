@@ -431,6 +431,28 @@ def test_with_a_real_broker_a_stale_report_is_recomputed_by_a_celery_task_not_th
     assert len(sent) == 5  # fresh again: nothing more to send
 
 
+@pytest.mark.django_db(transaction=True)  # the refresh thread reads on its own connection
+def test_with_the_broker_down_a_stale_report_is_recomputed_by_the_web_process_instead(
+    round_, build, alice, bob, monkeypatch, settings
+):
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(dashboard_cache, "SLOW_SECONDS", 0.0)
+    monkeypatch.setattr(dashboard_cache.current_app, "send_task", broker_down)
+    comparison = build.comparison()
+    build.judge(comparison, alice, NEW)
+    assert dashboards.round_report(round_=round_, filters=Filters()).overall.counts.as_tuple() == (1, 0, 0, 0, 0)
+
+    build.judge(comparison, bob, OLD)
+    dashboards.round_report(round_=round_, filters=Filters())  # stale: served while recomputed
+    dashboard_cache.background_settle(timeout=10)
+    assert dashboards.round_report(round_=round_, filters=Filters()).overall.counts.as_tuple() == (1, 1, 0, 0, 0)
+
+
 def cache_lock_free(key: str) -> bool:
     from django.core.cache import cache
 

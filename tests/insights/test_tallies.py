@@ -10,17 +10,17 @@ import random
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from accounts.roles import Role
 from accounts.services import user_create
 from annotation.assignment import assignment_next
 from annotation.judging import Verdict, judgment_submit
-from annotation.models import Comparison, Edit, Judgment, Project, Prompt, Round, RoundStatus
+from annotation.models import Comparison, Edit, Judgment, PairingStrategy, Project, Prompt, Round, RoundStatus, Sample
 from annotation.services import project_create
 from imports.services import ImportKind, ImportOptions, import_run
 from insights import cache as dashboard_cache
-from insights import reports, sql
+from insights import lookups, reports, sql
 from insights.filters import Filters
 from insights.services import tallies_differences, tallies_rebuild
 from models_service.rounds import round_create
@@ -98,8 +98,10 @@ def test_tallies_follow_every_way_a_judgment_is_written_changed_or_deleted(proje
     Judgment.objects.filter(preferred="cant_judge").update(preferred="both_bad")
     Edit.objects.filter(pk=Edit.objects.first().pk).update(text="changed again")
     assert_tallies_right()
-    # A prompt's tags changed (an import that finds the prompt again adds its tags).
+    # A prompt's tags changed (an import that finds the prompt again adds its tags), or its turns.
     Prompt.objects.filter(comparisons__round=round_).update(tags=["retagged", "code"])
+    assert_tallies_right()
+    Prompt.objects.filter(comparisons__round=round_, turns=1).update(turns=4)
     assert_tallies_right()
 
     # Deleted: a judgment, an edit, a comparison with its judgments, a round, a project.
@@ -124,7 +126,21 @@ def test_the_tallied_and_the_scanned_queries_give_the_same_rows(project, round_,
     v3 = model_version_get_or_create(name="chat-v3")
     second = round_create(project=project, baseline=round_.candidate, candidate=v3, status=RoundStatus.OPEN)
     fill(second, people, 15, seed=8)
-    both = [round_.pk, second.pk]
+    # A round of one version against itself (seeds or temperatures): no win rate of its own.
+    same_version = round_create(
+        project=project, baseline=v3, candidate=v3, pairing=PairingStrategy.SEEDS, status=RoundStatus.OPEN
+    )
+    fill(same_version, people, 10, seed=9)
+    both = [round_.pk, second.pk, same_version.pk]
+    assert sql._pattern_rows_tallied(project_id=project.pk, round_ids=[same_version.pk], dimensions=True) == []
+    assert (
+        sql._pattern_rows_scanned(
+            project_id=project.pk, round_ids=[same_version.pk], filters=Filters(), dimensions=True
+        )
+        == []
+    )
+    assert sql._cube_rows_tallied(project_id=project.pk, round_ids=[same_version.pk]) == []
+    assert sql._cube_rows_scanned(project_id=project.pk, round_ids=[same_version.pk], filters=Filters()) == []
 
     def same(tallied, scanned):
         assert len(tallied) > 3  # something to compare
@@ -202,3 +218,65 @@ def test_rebuilding_counts_the_same_as_the_triggers_did(project, round_):
     tallies_rebuild()
     assert_tallies_right()
     assert reports.round_report(round_=round_, filters=Filters()).overall.counts == report.overall.counts
+
+
+def test_a_rebuild_moves_every_fingerprint_forward_so_no_old_report_passes_for_fresh(project, round_):
+    fill(round_, raters(3), 6, seed=4)
+    before = dashboard_cache.project_fingerprint(project.pk)
+    # A recount gives judgments + edits, which may equal a fingerprint some entry was
+    # stored under before (here: before the judgments were deleted and written again).
+    tallies_rebuild()
+    after = dashboard_cache.project_fingerprint(project.pk)
+    assert after > before
+    tallies_rebuild()
+    assert dashboard_cache.project_fingerprint(project.pk) > after
+
+
+def tag_labels(report) -> list[str]:
+    return sorted(label for b in report.breakdowns if b.name == "tag" for label, _rate in b.rows)
+
+
+def test_a_retagged_prompt_refreshes_the_tag_breakdown_and_the_tag_list(project, round_, lee):
+    build = Builder(round_)
+    judged = build.comparison(tags=("code",))
+    build.judge(judged, lee, NEW)
+    assert lookups.project_tags(project=project) == ["code"]
+    first = reports.round_report(round_=round_, filters=Filters())
+    assert tag_labels(first) == ["code"]
+    fingerprint = dashboard_cache.project_fingerprint(project.pk)
+
+    Prompt.objects.filter(pk=judged.prompt_id).update(tags=["code", "security"])  # an import added a tag
+
+    assert dashboard_cache.project_fingerprint(project.pk) > fingerprint
+    assert lookups.project_tags(project=project) == ["code", "security"]
+    again = reports.round_report(round_=round_, filters=Filters())
+    assert tag_labels(again) == ["code", "security"]
+    other = project_create(name="Quiet project", created_by=lee)
+    assert dashboard_cache.project_fingerprint(other.pk) == 0
+
+
+def test_a_judged_comparison_answer_or_round_cannot_be_moved_under_its_judgments(project, round_, lee):
+    build = Builder(round_)
+    judged, fresh = build.comparison(), build.comparison()
+    build.judge(judged, lee, NEW)
+    other_round = round_create(
+        project=project, baseline=round_.baseline, candidate=model_version_get_or_create(name="chat-v9")
+    )
+    other_project = project_create(name="Elsewhere", created_by=lee)
+
+    for move in (
+        lambda: Comparison.objects.filter(pk=judged.pk).update(round=other_round),
+        lambda: Comparison.objects.filter(pk=judged.pk).update(sample_a=fresh.sample_a_id),
+        lambda: Sample.objects.filter(pk=judged.sample_b_id).update(model_version=other_round.candidate),
+        lambda: Round.objects.filter(pk=round_.pk).update(project=other_project),
+    ):
+        with pytest.raises(IntegrityError, match="judgments were made on it"), transaction.atomic():
+            move()
+    assert_tallies_right()
+
+    # Nothing judged yet: free to change; and a save that rewrites the same values is no move.
+    Comparison.objects.filter(pk=fresh.pk).update(round=other_round)
+    judged.refresh_from_db()
+    judged.save()
+    Sample.objects.get(pk=judged.sample_a_id).save()
+    assert Comparison.objects.get(pk=fresh.pk).round_id == other_round.pk
