@@ -14,3 +14,6 @@ urlpatterns = [
     path("", include("insights.urls")),
     path("", include("rlhf_export.urls")),
 ]
+
+handler404 = "core.api.page_not_found"
+handler500 = "core.api.server_error"

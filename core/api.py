@@ -7,12 +7,16 @@ declared per method, then the object look-up) -> input serializer -> service or 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.core.signals import got_request_exception
+from django.db import DatabaseError, DataError, IntegrityError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
@@ -27,16 +31,26 @@ from core.text import VALID_ROLES
 T = TypeVar("T")
 
 
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "The database is unreachable or busy: nothing was changed. Try again in a moment."
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus: Django's ValidationError (raised by services) and IntegrityError
-    (a database constraint refused the write) become 400 responses instead of 500s."""
+    """DRF's handler, plus JSON for everything else an API view can raise:
+
+    - Django's ValidationError (raised by services) -> 400 with an error per field;
+    - IntegrityError or DataError (the database refused a value) -> 400 saying so;
+    - any other database error (unreachable, restarting, a deadlock) -> 503;
+    - anything else -> 500, logged with its traceback, with no detail of the server's.
+    """
     if isinstance(exc, DjangoValidationError):
         detail = serializers.as_serializer_error(exc)
         if NON_FIELD_ERRORS in detail:  # full_clean's "__all__" reads better as DRF's key
             detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
         set_rollback()
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, (IntegrityError, DataError)):
         set_rollback()
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         return Response(
@@ -47,7 +61,38 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             },
             status=status.HTTP_400_BAD_REQUEST,
         )
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        return response
+    request = context.get("request")
+    if isinstance(exc, DatabaseError):
+        logger.warning("API %s: database error: %s", getattr(request, "path", "?"), exc)
+        return Response(
+            {"detail": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"}
+        )
+    logger.error("API %s: unexpected error", getattr(request, "path", "?"), exc_info=exc)
+    # What Django does for an error it catches itself: error reporting hooks (and the test
+    # client, which raises it in the test) hear of it.
+    got_request_exception.send(sender=None, request=getattr(request, "_request", request))
+    return Response({"detail": "Internal error: it has been logged."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404s: JSON under /api/, Django's page elsewhere."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500s that reach Django (outside an API view, or in middleware): JSON under /api/."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Internal error: it has been logged."}, status=500)
+    return defaults.server_error(request)
 
 
 class ApiPagination(LimitOffsetPagination):
