@@ -25,7 +25,7 @@ class ImportForm(forms.Form):
     round_number = forms.IntegerField(
         label="Round number",
         required=False,
-        min_value=1,
+        min_value=0,
         help_text="Pairs: the round to add them to (empty: an import round is created). "
         "Samples: build the round's comparisons afterwards.",
     )

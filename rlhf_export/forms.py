@@ -88,8 +88,8 @@ class ExportForm(forms.Form):
     def clean_rounds(self) -> list[int]:
         numbers = []
         for part in _comma_list(self.cleaned_data["rounds"]):
-            if not part.isdigit() or int(part) < 1:
-                raise forms.ValidationError(f"{part!r} is not a round number (1, 2, …).")
+            if not part.isdigit():  # round numbers are 0 (a pilot), 1, 2, …
+                raise forms.ValidationError(f"{part!r} is not a round number (0, 1, 2, …).")
             numbers.append(int(part))
         return numbers
 

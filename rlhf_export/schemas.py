@@ -67,8 +67,8 @@ class ExportFilters(_Strict):
     @field_validator("rounds")
     @classmethod
     def _rounds(cls, value: list[int]) -> list[int]:
-        if any(number < 1 for number in value):
-            raise ValueError("round numbers start at 1")
+        if any(number < 0 for number in value):
+            raise ValueError("round numbers are 0 (a pilot), 1, 2, …")
         return sorted(set(value))
 
     @field_validator("tags")

@@ -64,6 +64,16 @@ def test_bad_export_requests_get_400_with_the_field_named(project, maya, round_,
     assert not ExportJob.objects.exists()
 
 
+def test_a_pilot_round_numbered_0_can_be_exported_on_its_own(project, maya, round_):
+    round_.number = 0  # the demo's pilot round, and any round a lead numbers so
+    round_.save(update_fields=["number"])
+    response = token_client(maya).post(
+        LIST, {"project": project.slug, "kind": "dpo", "filters": {"rounds": [0]}}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert ExportJob.objects.get().filters["rounds"] == [0]
+
+
 def test_annotators_cannot_see_or_start_exports(project, alice):
     client = token_client(alice)
     assert client.get(LIST).status_code == 403
