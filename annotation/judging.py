@@ -14,7 +14,7 @@ recorded beside (docs/protocol.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -342,12 +342,15 @@ _IMPORTED_COLUMNS = [
 ]
 
 
-def judgments_insert_imported(rows: Sequence[ImportedJudgment], *, now: datetime | None = None) -> None:
+def judgments_insert_imported(
+    rows: Sequence[ImportedJudgment], *, now: datetime | None = None, counted: Collection[int] = ()
+) -> None:
     """Write imported judgments and count each on its comparison (a judgment and a slot
     taken, as an annotator's would), in the caller's transaction. Bulk: COPY on PostgreSQL.
 
     The rows must be checked already and new: the database refuses a second judgment by
-    the same annotator on a comparison.
+    the same annotator on a comparison. ``counted``: comparisons the caller has just
+    written with these judgments already in their counts (left alone here).
     """
     if not rows:
         return
@@ -356,7 +359,8 @@ def judgments_insert_imported(rows: Sequence[ImportedJudgment], *, now: datetime
     # pairs being judged at that moment waits instead of deadlocking.
     per_comparison: dict[int, int] = {}
     for r in sorted(rows, key=lambda r: r.comparison_id):
-        per_comparison[r.comparison_id] = per_comparison.get(r.comparison_id, 0) + 1
+        if r.comparison_id not in counted:
+            per_comparison[r.comparison_id] = per_comparison.get(r.comparison_id, 0) + 1
     bulk.add_to_counts(Comparison, per_comparison, ("judgment_count", "taken"))
     now = now or timezone.now()
     bulk.insert_rows(

@@ -47,6 +47,8 @@ class Importer:
         # Rows created by the batch being written: nothing can reference them yet.
         self._fresh_prompts: set[int] = set()
         self._fresh_samples: set[int] = set()
+        # Bare labels repeat (a file holds a handful of distinct ones): each is checked once.
+        self._checked: dict[Verdict, Verdict | AssignmentRefused] = {}
 
     # helpers
     def version_id(self, name: str) -> int:
@@ -333,7 +335,17 @@ class Importer:
                 row.insert(0, pk)
             self.report.add("created", "comparisons", len(new))
         comparison_of = {key: row[0] for key, row in new.items()} | {k: v[0] for k, v in existing.items()}
+        fresh = {row[0] for row in new.values()}
+        labels = self.labels_to_store(pairs, comparison_of, fresh=fresh)
         if new:
+            # A new comparison is written with its labels already counted (a judgment and
+            # a slot each, as an annotator's): updating rows just written would write them twice.
+            counts: dict[int, int] = {}
+            for label in labels:
+                if label.comparison_id in fresh:
+                    counts[label.comparison_id] = counts.get(label.comparison_id, 0) + 1
+            for row in new.values():
+                row[6] = row[7] = counts.get(row[0], 0)  # judgment_count, taken
             insert_rows(
                 Comparison,
                 [
@@ -351,9 +363,26 @@ class Importer:
                 ],
                 list(new.values()),
             )
-        self.write_labels(pairs, comparison_of, fresh={row[0] for row in new.values()})
+        judgments_insert_imported(labels, now=self.now, counted=fresh)
+        self.report.add("created", "judgments", len(labels))
 
-    def write_labels(self, pairs: list[tuple[Valid, int, int, int]], comparison_of: dict, *, fresh: set[int]) -> None:
+    def label_check(self, verdict: Verdict) -> Verdict | AssignmentRefused:
+        # Only bare labels are remembered: one with its own rationale or time is checked
+        # afresh, so memory does not grow with the file.
+        bare = not verdict.rationale and verdict.time_spent_ms is None
+        if bare and verdict in self._checked:
+            return self._checked[verdict]
+        try:
+            checked: Verdict | AssignmentRefused = verdict_check(verdict, self.project, imported=True)
+        except AssignmentRefused as exc:
+            checked = exc
+        if bare:
+            self._checked[verdict] = checked
+        return checked
+
+    def labels_to_store(
+        self, pairs: list[tuple[Valid, int, int, int]], comparison_of: dict, *, fresh: set[int]
+    ) -> list[ImportedJudgment]:
         """Labels -> judgments by outside annotators, each checked by the judgment service.
 
         One judgment per annotator and comparison: a label repeated as it is (the same
@@ -364,22 +393,20 @@ class Importer:
         for v, _pid, a, b in pairs:
             cid = comparison_of[(a, b)]
             for label in v.labels:
-                try:
-                    verdict = verdict_check(
-                        Verdict(
-                            preferred=label.preferred.value,
-                            strength=label.strength.value if label.strength else "",
-                            safety=label.safety.value if label.safety else "",
-                            rationale=label.rationale,
-                            time_spent_ms=label.time_spent_ms,
-                        ),
-                        self.project,
-                        imported=True,
+                checked = self.label_check(
+                    Verdict(
+                        preferred=label.preferred.value,
+                        strength=label.strength.value if label.strength else "",
+                        safety=label.safety.value if label.safety else "",
+                        rationale=label.rationale,
+                        time_spent_ms=label.time_spent_ms,
                     )
-                except AssignmentRefused as exc:
-                    for name, messages in exc.message_dict.items():
+                )
+                if isinstance(checked, AssignmentRefused):
+                    for name, messages in checked.message_dict.items():
                         self.error(v.line, "label" if name == "preferred" else f"label.{name}", " ".join(messages))
                     continue
+                verdict = checked
                 key = (cid, self.annotator_id(label.annotator))
                 if key in wanted:
                     first, where = wanted[key]
@@ -395,7 +422,7 @@ class Importer:
                     continue
                 wanted[key] = (verdict, v.line)
         if not wanted:
-            return
+            return []
         stored: dict[tuple[int, int], list[Any]] = {}
         old_cids = {cid for cid, _ in wanted} - fresh
         if old_cids:
@@ -421,8 +448,7 @@ class Importer:
                     )
                 continue
             rows.append(ImportedJudgment(comparison_id=cid, annotator_id=uid, verdict=verdict))
-        judgments_insert_imported(rows, now=self.now)
-        self.report.add("created", "judgments", len(rows))
+        return rows
 
     def ensure_round(self) -> Round:
         if self.round is None:

@@ -191,10 +191,13 @@ _CLEANUPS = (
 
 
 def _pg_function(name: str, statements: list[str]) -> str:
-    body = ";\n  ".join(statements)
+    # Each statement runs through EXECUTE, so it is planned for the rows at hand: a plan
+    # kept from the first call (PL/pgSQL caches them) was made when the tables were small
+    # and went on hashing whole tables for every 2,000-judgment batch of a large import.
+    body = "".join(f"\n  EXECUTE $q${statement}$q$;" for statement in statements)
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN\n  {body};\n  RETURN NULL;\nEND $$"
+        f"BEGIN{body}\n  RETURN NULL;\nEND $$"
     )
 
 
@@ -477,7 +480,9 @@ _PROJECT_GONE_V2 = [
 
 
 def _postgresql_guards() -> list[str]:
-    sql = [
+    # Migration 0002's functions again, as ``_pg_function`` now writes them (planned per call).
+    sql = [s for s in _postgresql() if s.startswith("CREATE OR REPLACE FUNCTION")]
+    sql += [
         _pg_function("insights_prompts_changed", _PG_PROMPTS_CHANGED_V2),
         _pg_function("insights_project_gone", _PROJECT_GONE_V2),
     ]

@@ -86,10 +86,12 @@ def test_tallies_follow_every_way_a_judgment_is_written_changed_or_deleted(proje
     report = import_run(
         stream=io.BytesIO("\n".join(lines).encode()),
         filename="pairs.jsonl",
-        options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="vendor"),
+        options=ImportOptions(kind=ImportKind.PAIRS, project=project, source="vendor", batch_size=7),
     )
     assert report.committed and report.created["judgments"] == 30
     assert_tallies_right()
+    imported = Comparison.objects.filter(round__pairing="imported")
+    assert sorted({(c.judgment_count, c.taken) for c in imported}) == [(1, 1)]  # written counted, not updated
 
     # Changed by hand (the admin), one and many at a time.
     judgment = Judgment.objects.filter(preferred="tie").first()
