@@ -27,6 +27,39 @@ from imports.report import FileFormat, ImportFailed
 class Broken:
     message: str
     fatal: bool = False
+    field: str = ""
+
+
+_NUL_MESSAGE = "holds a NUL character (\\u0000), which cannot be stored: remove it"
+
+
+def nul_field(value: Any) -> str | None:
+    """The field (``labels.alice``, ``prompt.1.content``) of the first text holding a NUL
+    character, which a PostgreSQL text or JSON column refuses; None when there is none.
+    Walked with a stack, not recursion: a record may nest thousands of levels deep."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path or "(the record)"
+            continue
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        for key, child in reversed(list(children)):
+            if "\x00" in str(key):
+                return path or "(a field name)"
+            stack.append((f"{path}.{key}" if path else str(key), child))
+    return None
+
+
+def _checked(where: Where, record: Any) -> tuple[Where, Any]:
+    field = nul_field(record)
+    return (where, record) if field is None else (where, Broken(_NUL_MESSAGE, field=field))
 
 
 @dataclass(frozen=True)
@@ -74,9 +107,12 @@ def _iter_jsonl(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
         if not raw.strip():
             continue
         try:
-            yield Where(line=line_no), loads(raw)
+            record = loads(raw)
         except orjson.JSONDecodeError as exc:
             yield Where(line=line_no), Broken(f"not valid JSON: {exc}")
+            continue
+        # JSON writes a NUL as \u0000: only a line holding one needs its values walked.
+        yield _checked(Where(line=line_no), record) if b"\\u0000" in raw else (Where(line=line_no), record)
 
 
 def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
@@ -113,6 +149,10 @@ def _iter_csv(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
             continue
         if len(row) != len(header):
             yield Where(line=line_no), Broken(f"has {len(row)} cells, the header has {len(header)}")
+            continue
+        if any("\x00" in cell for cell in row):
+            field = next(name for name, cell in zip(header, row, strict=True) if "\x00" in cell)
+            yield Where(line=line_no), Broken(_NUL_MESSAGE, field=field)
             continue
         record: dict[str, Any] = {}
         for name, cell in zip(header, row, strict=True):
@@ -167,7 +207,7 @@ def _iter_json_array(stream: IO[bytes]) -> Iterator[tuple[Where, Any]]:
     try:
         # The whole document is parsed, so anything after the closing ']' is an error too.
         for item, value in enumerate(ijson.items(source, "item", use_float=True), 1):
-            yield Where(item=item), value
+            yield _checked(Where(item=item), value)
     except ijson.common.IncompleteJSONError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "the file ends too early"
         reason = reason.removeprefix("b'").replace("\\n", " ").strip()

@@ -11,7 +11,7 @@ reported and every good one is committed.
 from __future__ import annotations
 
 import time
-from typing import IO, Any
+from typing import IO
 
 from django.db import DatabaseError, IntegrityError, transaction
 from pydantic import ValidationError
@@ -28,27 +28,6 @@ __all__ = ["FileFormat", "ImportFailed", "ImportKind", "ImportOptions", "ImportR
 
 # Imports that write at least this many rows refresh the planner's statistics.
 ANALYZE_AFTER_ROWS = 10_000
-
-
-def _nul_field(value: Any, path: str = "") -> str | None:
-    """The field (``labels.alice``, ``prompt.1.content``) of the first text holding a NUL
-    character, which a PostgreSQL text or JSON column refuses; None when there is none."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        here = f"{path}.{key}" if path else str(key)
-        if "\x00" in here:
-            return path or "(a field name)"
-        found = _nul_field(item, here)
-        if found is not None:
-            return found
-    return None
 
 
 def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> ImportReport:
@@ -75,16 +54,12 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
             for line, record in iter_records(stream, file_format):
                 report.records += 1
                 if isinstance(record, Broken):
-                    importer.error(line, "", record.message)
+                    importer.error(line, record.field, record.message)
                     if record.fatal:
                         break
                     continue
                 if not isinstance(record, dict):
                     importer.error(line, "", f"expected an object, found {type(record).__name__}")
-                    continue
-                nul_at = _nul_field(record)
-                if nul_at is not None:
-                    importer.error(line, nul_at, "holds a NUL character (\\u0000), which cannot be stored: remove it")
                     continue
                 try:
                     row = row_model.model_validate(record)

@@ -145,6 +145,16 @@ def test_a_nul_character_anywhere_in_a_record_is_refused_with_its_line_and_field
     assert report.committed and report.created["comparisons"] == 2 and report.error_count == 3
 
 
+def test_a_nul_character_in_a_csv_cell_or_a_json_array_item_is_refused_too(project):
+    csv_content = 'prompt,tags\r\n"fine",a\r\n"bro\x00ken",b\r\n'
+    report = run(project, "prompts", csv_content, filename="prompts.csv")
+    assert [(e.line, e.field) for e in report.errors] == [(3, "prompt")]
+    array = json.dumps([{"prompt": "fine"}, {"prompt": [{"role": "user", "content": "x\u0000"}]}])
+    report = run(project, "prompts", array, filename="prompts.json")
+    assert [(e.item, e.field) for e in report.errors] == [(2, "prompt.0.content")]
+    assert not report.committed and Prompt.objects.count() == 0
+
+
 def test_importing_the_same_pairs_twice_creates_nothing_the_second_time(project):
     content = jsonl([pair(i, label=2) for i in range(20)])
     first = run(project, "pairs", content, source="vendor")
