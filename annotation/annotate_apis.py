@@ -158,16 +158,7 @@ class JudgmentSubmitApi(BaseApi):
     def post(self, request: Request, pk: int) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        verdict = Verdict(  # in screen terms: the engine knows which side was left
-            preferred=data["choice"],
-            strength=data["strength"],
-            safety=data["safety"],
-            rationale=data["rationale"],
-            time_spent_ms=data["time_spent_ms"],
-            edit_text=data["edit_text"],
-            edit_base=data["edit_base"],
-        )
+        verdict = Verdict.from_screen(serializer.validated_data)
         try:
             judgment, created = judgment_submit(
                 assignment_id=pk, annotator=request.user, verdict=verdict, source=JudgmentSource.API, screen=True

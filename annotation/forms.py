@@ -114,16 +114,7 @@ class JudgmentForm(forms.Form):
     def verdict(self) -> Verdict:
         """The valid form as the judgment service's verdict, in screen terms (submit it
         with ``screen=True``)."""
-        data = self.cleaned_data
-        return Verdict(
-            preferred=data["choice"],
-            strength=data["strength"],
-            safety=data["safety"],
-            rationale=data["rationale"],
-            time_spent_ms=data["time_spent_ms"],
-            edit_text=data["edit_text"],
-            edit_base=data["edit_base"],
-        )
+        return Verdict.from_screen(self.cleaned_data)
 
 
 def form_errors(form: forms.Form) -> dict[str, list[str]]:

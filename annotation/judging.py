@@ -14,7 +14,7 @@ recorded beside (docs/protocol.md).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,21 @@ class Verdict:
     edit_text: str = ""
     # Which sample the edit started from; defaults to the preferred one.
     edit_base: str = ""
+
+    @classmethod
+    def from_screen(cls, data: Mapping[str, Any]) -> Verdict:
+        """The verdict of a checked form or API request (fields ``choice``, ``strength``,
+        ``safety``, ``rationale``, ``time_spent_ms``, ``edit_text``, ``edit_base``), in
+        screen terms: submit it with ``screen=True``, the engine knows which side was left."""
+        return cls(
+            preferred=data["choice"],
+            strength=data["strength"],
+            safety=data["safety"],
+            rationale=data["rationale"],
+            time_spent_ms=data["time_spent_ms"],
+            edit_text=data["edit_text"],
+            edit_base=data["edit_base"],
+        )
 
 
 # --- Screen and sample terms -----------------------------------------------------------
@@ -328,18 +343,7 @@ class ImportedJudgment:
     verdict: Verdict
 
 
-_IMPORTED_COLUMNS = [
-    "comparison_id",
-    "annotator_id",
-    "preferred",
-    "strength",
-    "safety",
-    "left",
-    "time_spent_ms",
-    "rationale",
-    "source",
-    "created_at",
-]
+_IMPORTED_COLUMNS = [c for c in _JUDGMENT_COLUMNS if c != "assignment_id"]  # no engine slot
 
 
 def judgments_insert_imported(
