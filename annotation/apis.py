@@ -167,6 +167,9 @@ class RoundDetailApi(BaseApi):
         comparison_count = serializers.IntegerField()
         judgment_count = serializers.IntegerField()
         comparisons_complete = serializers.IntegerField(help_text="Comparisons that have all the judgments they need.")
+        comparisons_held = serializers.IntegerField(
+            help_text="Comparisons not handed out: an answer names a model and no lead has released it yet."
+        )
 
         class Meta:
             ref_name = "Round"

@@ -145,10 +145,12 @@ def _id_range(round_id: int) -> tuple[int, int] | None:
 # claim (those rows wait for other annotators); past the window the next pool is tried.
 SCAN_WINDOW = 256
 
+# Each pool's condition is its partial index's (annotation.models.Comparison): a held pair
+# (an answer naming a model, not released) is in none of them.
 _POOLS = {
-    "partly": "c.is_gold = false AND c.taken > 0 AND c.taken < c.required_judgments",
-    "fresh": "c.is_gold = false AND c.taken = 0",
-    "gold": "c.is_gold = true",
+    "partly": "c.is_gold = false AND c.held = false AND c.taken > 0 AND c.taken < c.required_judgments",
+    "fresh": "c.is_gold = false AND c.held = false AND c.taken = 0",
+    "gold": "c.is_gold = true AND c.held = false",
 }
 
 
@@ -317,7 +319,7 @@ def assignment_next(*, annotator, project: Project, exclude: tuple[int, ...] = (
 
 
 def _why_no_work(annotator, round_ids: list[int], now) -> NoWork:
-    open_comparisons = Comparison.objects.filter(round_id__in=round_ids, is_gold=False).filter(
+    open_comparisons = Comparison.objects.filter(round_id__in=round_ids, is_gold=False, held=False).filter(
         judgment_count__lt=F("required_judgments")
     )
     if not open_comparisons.exists():

@@ -40,7 +40,8 @@ class Project(models.Model):
     identity_terms = models.JSONField(
         default=list,
         blank=True,
-        help_text="Model/vendor names (matched as whole words, case-sensitive) whose mention keeps a sample out of annotation.",
+        help_text="Model/vendor names whose mention keeps a sample out of annotation until a lead releases it "
+        "(whole words, any case, parts written together or apart: OpenAI, open-ai, Open AI).",
     )
     is_active = models.BooleanField(default=True)
     live_mode = models.BooleanField(
@@ -235,6 +236,10 @@ class Comparison(models.Model):
     taken = models.PositiveSmallIntegerField(default=0)
     is_gold = models.BooleanField(default=False)
     gold_preferred = models.CharField(max_length=20, choices=Preference.choices, blank=True)
+    # An answer names a model (identity-flagged) and no lead has released it yet: the pair
+    # is not handed out, whatever path made it (imports write such pairs with their labels;
+    # sampling and live mode wait for the release before making one). Cleared on release.
+    held = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -254,10 +259,12 @@ class Comparison(models.Model):
             models.Index(
                 fields=["round", "id"],
                 name="comparison_pool_partly",
-                condition=Q(is_gold=False, taken__gt=0, taken__lt=F("required_judgments")),
+                condition=Q(is_gold=False, held=False, taken__gt=0, taken__lt=F("required_judgments")),
             ),
-            models.Index(fields=["round", "id"], name="comparison_pool_fresh", condition=Q(is_gold=False, taken=0)),
-            models.Index(fields=["round", "id"], name="comparison_gold", condition=Q(is_gold=True)),
+            models.Index(
+                fields=["round", "id"], name="comparison_pool_fresh", condition=Q(is_gold=False, held=False, taken=0)
+            ),
+            models.Index(fields=["round", "id"], name="comparison_gold", condition=Q(is_gold=True, held=False)),
         ]
 
     def __str__(self) -> str:

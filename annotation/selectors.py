@@ -81,13 +81,15 @@ def _count_per_round(qs: QuerySet, round_path: str) -> Coalesce:
 
 
 def round_list(*, project: Project | None = None) -> QuerySet[Round]:
-    """Rounds with their counts: comparisons, judgments and comparisons that have all their judgments."""
+    """Rounds with their counts: comparisons, judgments, comparisons that have all their
+    judgments, and comparisons held back (an answer names a model, not released yet)."""
     qs = Round.objects.select_related("project", "baseline", "candidate").annotate(
         comparison_count=_count_per_round(Comparison.objects.all(), "round"),
         judgment_count=_count_per_round(Judgment.objects.all(), "comparison__round"),
         comparisons_complete=_count_per_round(
             Comparison.objects.filter(judgment_count__gte=F("required_judgments")), "round"
         ),
+        comparisons_held=_count_per_round(Comparison.objects.filter(held=True), "round"),
     )
     if project is not None:
         qs = qs.filter(project=project)

@@ -47,6 +47,8 @@ class Importer:
         # Rows created by the batch being written: nothing can reference them yet.
         self._fresh_prompts: set[int] = set()
         self._fresh_samples: set[int] = set()
+        # Answers of the batch that name a model and are not released: their pairs are held.
+        self._held_samples: set[int] = set()
         # Bare labels repeat (a file holds a handful of distinct ones): each is checked once.
         self._checked: dict[Verdict, Verdict | AssignmentRefused] = {}
 
@@ -146,14 +148,14 @@ class Importer:
         if old:
             cond_p, param_p = in_values("prompt_id", {k[0] for k in old})
             cond_h, param_h = in_values("text_hash", {k[2] for k in old})
-            found = {
-                (p, v, h): pk
-                for p, v, h, pk in fetch(
-                    f"SELECT prompt_id, model_version_id, text_hash, id FROM annotation_sample "
-                    f"WHERE {cond_p} AND {cond_h}",
-                    [param_p, param_h],
-                )
-            }
+            for p, v, h, pk, held in fetch(
+                "SELECT prompt_id, model_version_id, text_hash, id, identity_flagged AND NOT identity_released "
+                f"FROM annotation_sample WHERE {cond_p} AND {cond_h}",
+                [param_p, param_h],
+            ):
+                found[(p, v, h)] = pk
+                if held:
+                    self._held_samples.add(pk)
         seeded = {
             (p, v, extra["seed"]) for (p, v, _, extra) in items if extra.get("seed") is not None and p not in fresh
         }
@@ -218,8 +220,10 @@ class Importer:
                 ],
                 [(pk, *row) for pk, (_, row) in zip(ids, rows)],
             )
-            for pk, (k, _) in zip(ids, rows):
+            for pk, (k, row) in zip(ids, rows):
                 found[k] = pk
+                if row[10]:  # identity_flagged
+                    self._held_samples.add(pk)
             self._fresh_samples = set(ids)
             self.report.add("created", "samples", len(rows))
             flagged = sum(1 for _, row in rows if row[10])
@@ -231,6 +235,7 @@ class Importer:
         # "Fresh" rows were created by this batch, so nothing can reference them yet.
         self._fresh_prompts = set()
         self._fresh_samples = set()
+        self._held_samples = set()
         if self.o.kind == ImportKind.PROMPTS:
             self.resolve_prompts(
                 [
@@ -328,7 +333,8 @@ class Importer:
                 self.report.add("existing", "comparisons")
                 continue
             gold = v.row.gold.value if v.row.gold else ""
-            new[(a, b)] = [round_.pk, pid, a, b, self.project.overlap, 0, 0, bool(gold), gold, self.now]
+            held = a in self._held_samples or b in self._held_samples
+            new[(a, b)] = [round_.pk, pid, a, b, self.project.overlap, 0, 0, bool(gold), gold, held, self.now]
         if new:
             ids = allocate_ids(Comparison, len(new))
             for pk, row in zip(ids, new.values()):
@@ -359,10 +365,14 @@ class Importer:
                     "taken",
                     "is_gold",
                     "gold_preferred",
+                    "held",
                     "created_at",
                 ],
                 list(new.values()),
             )
+            held_back = sum(1 for row in new.values() if row[10])
+            if held_back:
+                self.report.add("created", "comparisons_held_back", held_back)
         judgments_insert_imported(labels, now=self.now, counted=fresh)
         self.report.add("created", "judgments", len(labels))
 

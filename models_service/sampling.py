@@ -467,6 +467,10 @@ def sample_release(*, sample: Sample) -> int:
         raise ValidationError("This sample is not flagged; there is nothing to release.")
     Sample.objects.filter(pk=sample.pk).update(identity_released=True)
     sample.identity_released = True
+    # Pairs already made with it (imports) are handed out once both answers may be.
+    holding = Comparison.objects.filter(Q(sample_a=sample) | Q(sample_b=sample), held=True)
+    unreleased = Sample.objects.filter(identity_flagged=True, identity_released=False).values("id")
+    holding.exclude(Q(sample_a__in=unreleased) | Q(sample_b__in=unreleased)).update(held=False)
     created = 0
     rounds = Round.objects.filter(
         project_id=sample.prompt.project_id, sampling_jobs__model_version=sample.model_version_id

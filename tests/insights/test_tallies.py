@@ -282,3 +282,25 @@ def test_a_judged_comparison_answer_or_round_cannot_be_moved_under_its_judgments
     judged.save()
     Sample.objects.get(pk=judged.sample_a_id).save()
     assert Comparison.objects.get(pk=fresh.pk).round_id == other_round.pk
+
+
+def test_every_trigger_the_migrations_install_is_still_there_after_all_of_them(db):
+    """A later migration that rebuilds a table (Django does so on SQLite for many column
+    changes) drops the triggers on it without a word; this notices."""
+    import re
+
+    from insights import triggers
+
+    if connection.vendor == "postgresql":
+        created = triggers._postgresql() + triggers._postgresql_guards()
+        query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    else:
+        created = triggers._sqlite() + triggers._sqlite_guards()
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    expected = {m for s in created for m in re.findall(r"CREATE TRIGGER (\w+)", s)}
+    if connection.vendor == "sqlite":  # annotation's 0002 (composite keys on PostgreSQL)
+        expected |= {"comparison_samples_answer_prompt_insert", "sample_prompt_keeps_comparisons"}
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        present = {row[0] for row in cursor.fetchall()}
+    assert expected - present == set()
