@@ -25,6 +25,7 @@ from annotation.judging import (
 )
 from annotation.models import JudgmentSource, Safety, Strength
 from core.api import BaseApi, MessageSerializer, get_or_404
+from core.limits import MAX_ID
 
 
 class _PairSerializer(serializers.Serializer):
@@ -70,7 +71,8 @@ class AssignmentNextApi(BaseApi):
 
     class InputSerializer(serializers.Serializer):
         exclude = serializers.ListField(
-            child=serializers.IntegerField(),
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            max_length=100,
             required=False,
             default=list,
             help_text="Assignment ids already on screen (to prefetch the one after).",

@@ -9,12 +9,13 @@ from django import forms
 from annotation.assignment import AssignmentRefused
 from annotation.judging import Verdict, choices_allowed
 from annotation.models import EditPolicy, Project, Safety, Strength
+from core.limits import MAX_ID
 
 
 class PairPageForm(forms.Form):
     """Query parameters of the pair browser (and its htmx "Load more" fragment)."""
 
-    page = forms.IntegerField(required=False, min_value=1)
+    page = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
     def clean_page(self) -> int:
         return self.cleaned_data.get("page") or 1
@@ -153,4 +154,4 @@ class SkipForm(forms.Form):
 class NextPairForm(forms.Form):
     """Query parameters of the prefetch: the assignment on screen, which must not come back."""
 
-    exclude = forms.IntegerField(required=False, min_value=1)
+    exclude = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)

@@ -1,4 +1,5 @@
-"""The REST API's shared plumbing: the base view, pagination, the error handler and 404s.
+"""The REST API's shared plumbing: the base view, pagination, the error handler and 404s
+(the JSON parser is ``core.parsers``).
 
 Every API view has the same shape (docs/style.md): access check (the permission classes
 declared per method, then the object look-up) -> input serializer -> service or selector
@@ -8,14 +9,17 @@ declared per method, then the object look-up) -> input serializer -> service or 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
-from django.db import DatabaseError, DataError, IntegrityError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
 from django.views import defaults
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -40,6 +44,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's handler, plus JSON for everything else an API view can raise:
 
     - Django's ValidationError (raised by services) -> 400 with an error per field;
+    - a body larger than Django takes (``DATA_UPLOAD_MAX_MEMORY_SIZE``) -> 413, too many
+      form fields or files -> 400;
     - IntegrityError or DataError (the database refused a value) -> 400 saying so;
     - any other database error (unreachable, restarting, a deadlock) -> 503;
     - anything else -> 500, logged with its traceback, with no detail of the server's.
@@ -50,6 +56,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
         set_rollback()
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (IntegrityError, DataError)):
         set_rollback()
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
@@ -89,7 +102,19 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """500s that reach Django (outside an API view, or in middleware): JSON under /api/."""
+    """Errors that reach Django (outside an API view, or in middleware): JSON under /api/.
+
+    A database that is restarting or unreachable (the session look-up of every page fails
+    first) is a 503 with Retry-After, not a 500: nothing was changed and asking again in
+    a few seconds works. Django calls this while handling the error, so it is at hand."""
+    error = sys.exc_info()[1]
+    if isinstance(error, (OperationalError, InterfaceError)):
+        if _wants_json(request):
+            response: HttpResponse = JsonResponse({"detail": DATABASE_UNAVAILABLE}, status=503)
+        else:
+            response = HttpResponse(loader.get_template("503.html").render(), status=503)
+        response["Retry-After"] = "5"
+        return response
     if _wants_json(request):
         return JsonResponse({"detail": "Internal error: it has been logged."}, status=500)
     return defaults.server_error(request)

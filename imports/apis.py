@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -13,7 +14,9 @@ from rest_framework.response import Response
 from accounts.permissions import IsLeadOrMLEngineer
 from annotation import selectors
 from core.api import BaseApi, get_or_404
+from core.limits import MAX_ID
 from imports.services import FileFormat, ImportFailed, ImportKind, ImportOptions, ImportReport, RowError, import_run
+from imports.uploads import SizeLimit, declared_too_big, size_limit_install, too_big_message
 
 
 class _CommaListField(serializers.ListField):
@@ -41,12 +44,27 @@ class ImportErrorSerializer(serializers.Serializer):
         ref_name = "ImportError"
 
 
+class LabelsNotStoredSerializer(serializers.Serializer):
+    line = serializers.IntegerField(allow_null=True)
+    item = serializers.IntegerField(allow_null=True)
+    count = serializers.IntegerField(help_text="Labels of this record that were not stored.")
+
+    class Meta:
+        ref_name = "ImportLabelsNotStored"
+
+
 @extend_schema(tags=["imports"])
 class ImportApi(BaseApi):
     """Upload a file of prompts, samples or pairs into a project. Leads and ML engineers."""
 
     permissions = {"POST": IsLeadOrMLEngineer}
     parser_classes = [MultiPartParser, FormParser]
+    size_limit: SizeLimit | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication: a session's CSRF check reads the form, and with it the file.
+        self.size_limit = size_limit_install(request)
+        super().initial(request, *args, **kwargs)
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(help_text="JSONL, CSV or a JSON array.")
@@ -55,7 +73,8 @@ class ImportApi(BaseApi):
             required=False,
             allow_null=True,
             default=None,
-            min_value=1,
+            min_value=0,
+            max_value=MAX_ID,
             help_text="Round number in the project. Pairs: default is an import round of their own; "
             "samples: also build that round's comparisons.",
         )
@@ -107,20 +126,47 @@ class ImportApi(BaseApi):
         ignored_fields = serializers.ListField(child=serializers.CharField())
         round_id = serializers.IntegerField(allow_null=True)
         seconds = serializers.FloatField()
+        labels_read = serializers.IntegerField(help_text="Labels found in the records read.")
+        labels_not_stored = serializers.IntegerField(
+            help_text="Labels read that were neither stored nor already there (all of them when nothing was written)."
+        )
+        labels_not_stored_at = LabelsNotStoredSerializer(
+            many=True, help_text="The records that lost labels (the errors say why); the first IMPORT_MAX_ERRORS."
+        )
+        labels_not_stored_truncated = serializers.BooleanField()
 
         class Meta:
             ref_name = "ImportReport"
 
+    class TooLargeSerializer(serializers.Serializer):
+        detail = serializers.CharField()
+        max_bytes = serializers.IntegerField(help_text="IMPORT_MAX_BYTES")
+
+        class Meta:
+            ref_name = "ImportTooLarge"
+
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={201: OutputSerializer, 400: OutputSerializer},
+        responses={201: OutputSerializer, 400: OutputSerializer, 413: TooLargeSerializer},
         summary="Import prompts, samples or pairs from a file",
         description="Every line is validated. Without skip_invalid a single bad line means nothing is written "
-        "(HTTP 400, the errors name their line and field); HTTP 201 when the import was committed.",
+        "(HTTP 400, the errors name their line and field); HTTP 201 when the import was committed. Labels that "
+        "were not stored are counted (labels_not_stored) and placed (labels_not_stored_at). A file larger than "
+        "IMPORT_MAX_BYTES is refused with HTTP 413 before it is read; a line or item longer than "
+        "IMPORT_MAX_RECORD_BYTES is an error on its line.",
     )
     def post(self, request: Request, slug: str) -> Response:
         project = get_or_404(selectors.project_get(slug=slug, user=request.user), "project")
-        serializer = self.InputSerializer(data=request.data)
+        too_large = Response(
+            {"detail": too_big_message(), "max_bytes": settings.IMPORT_MAX_BYTES},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+        if declared_too_big(request):  # refused before a byte of it is read
+            return too_large
+        form = request.data  # the upload is read here, through the size limit
+        if self.size_limit is not None and self.size_limit.exceeded:
+            return too_large
+        serializer = self.InputSerializer(data=form)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         round_ = None

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from annotation.models import Project
 from annotation.selectors import round_get_by_number
+from core.limits import MAX_ID
 from imports.report import ImportKind
+from imports.uploads import size_text
 
 KIND_CHOICES = [
     (ImportKind.PROMPTS.value, "Prompts — conversations for the models to answer"),
@@ -26,6 +29,7 @@ class ImportForm(forms.Form):
         label="Round number",
         required=False,
         min_value=0,
+        max_value=MAX_ID,
         help_text="Pairs: the round to add them to (empty: an import round is created). "
         "Samples: build the round's comparisons afterwards.",
     )
@@ -54,9 +58,21 @@ class ImportForm(forms.Form):
         help_text="Pairs: the model that wrote response B when a record names none.",
     )
 
-    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, project: Project, file_refused: str = "", **kwargs: Any) -> None:
+        """``file_refused``: why the upload was dropped before the form saw it (too big,
+        ``imports/uploads.py``); the form then says only that."""
         super().__init__(*args, **kwargs)
         self.project = project
+        self.file_refused = file_refused
+        self.fields["file"].help_text += f" At most {size_text(settings.IMPORT_MAX_BYTES)}."
+        if file_refused:
+            for field in self.fields.values():
+                field.required = False
+
+    def clean_file(self) -> Any:
+        if self.file_refused:
+            raise forms.ValidationError(self.file_refused, code="too_big")
+        return self.cleaned_data["file"]
 
     def clean_model_a(self) -> str:
         return self.cleaned_data["model_a"].strip() or "model-a"
@@ -66,6 +82,8 @@ class ImportForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if self.file_refused:
+            return data
         number = data.get("round_number")
         data["round"] = None
         if number is not None:

@@ -47,6 +47,19 @@ class RowError:
 
 
 @dataclass
+class LabelsNotStored:
+    """A record (a line, or an item of a JSON array) some of whose labels were not stored."""
+
+    line: int | None
+    item: int | None
+    count: int
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" if self.line else f"item {self.item}" if self.item else "file"
+
+
+@dataclass
 class ImportOptions:
     kind: ImportKind
     project: Project
@@ -60,6 +73,7 @@ class ImportOptions:
     extra_tags: tuple[str, ...] = ()
     batch_size: int = 0  # 0: settings.IMPORT_BATCH_SIZE
     max_errors: int = 0  # 0: settings.IMPORT_MAX_ERRORS
+    max_record_bytes: int = 0  # 0: settings.IMPORT_MAX_RECORD_BYTES
 
     def __post_init__(self) -> None:
         # Normalised here, once, for every caller (command, API, upload form).
@@ -68,10 +82,19 @@ class ImportOptions:
         self.extra_tags = tuple(dict.fromkeys(t.strip().lower() for t in self.extra_tags if t and t.strip()))
         self.batch_size = self.batch_size or settings.IMPORT_BATCH_SIZE
         self.max_errors = self.max_errors or settings.IMPORT_MAX_ERRORS
+        self.max_record_bytes = self.max_record_bytes or settings.IMPORT_MAX_RECORD_BYTES
 
 
 @dataclass
 class ImportReport:
+    """What an import did. Labels are accounted for one by one: of the ``labels_read``,
+    each was stored (``created["judgments"]``), was there already
+    (``existing["judgments"]``) or is counted in ``labels_not_stored``, with the places
+    of the first ``IMPORT_MAX_ERRORS`` records that lost one in ``labels_not_stored_at``
+    (the errors say why). Nothing committed: every label read is not stored. Labels of a
+    record that could not be read at all (not JSON, too long) cannot be counted; its
+    error names it."""
+
     kind: str
     records: int = 0
     valid: int = 0
@@ -83,6 +106,10 @@ class ImportReport:
     committed: bool = False
     round_id: int | None = None
     seconds: float = 0.0
+    labels_read: int = 0
+    labels_not_stored: int = 0
+    labels_not_stored_at: list[LabelsNotStored] = field(default_factory=list)
+    _places: dict[tuple[int | None, int | None], LabelsNotStored] = field(default_factory=dict, repr=False)
 
     def add(self, bucket: str, name: str, n: int = 1) -> None:
         target = self.created if bucket == "created" else self.existing
@@ -92,6 +119,30 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return self.error_count == 0
+
+    def labels_lost(self, *, line: int | None, item: int | None, count: int, max_places: int) -> None:
+        """Count labels of one record that were not stored, and say where."""
+        if count <= 0:
+            return
+        self.labels_not_stored += count
+        place = self._places.get((line, item))
+        if place is not None:
+            place.count += count
+        elif len(self.labels_not_stored_at) < max_places:
+            place = self._places[(line, item)] = LabelsNotStored(line, item, count)
+            self.labels_not_stored_at.append(place)
+
+    @property
+    def labels_not_stored_truncated(self) -> bool:
+        """More labels were lost than at the places listed (the list is bounded)."""
+        return self.labels_not_stored > sum(p.count for p in self.labels_not_stored_at) and bool(
+            self.labels_not_stored_at
+        )
+
+    def label_places(self) -> str:
+        """Where labels were not stored, for people: "line 3, line 9, …"."""
+        places = ", ".join(p.where for p in self.labels_not_stored_at)
+        return places + (", …" if self.labels_not_stored_truncated else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +158,12 @@ class ImportReport:
             "ignored_fields": sorted(self.ignored_fields),
             "round_id": self.round_id,
             "seconds": round(self.seconds, 3),
+            "labels_read": self.labels_read,
+            "labels_not_stored": self.labels_not_stored,
+            "labels_not_stored_at": [
+                {"line": p.line, "item": p.item, "count": p.count} for p in self.labels_not_stored_at
+            ],
+            "labels_not_stored_truncated": self.labels_not_stored_truncated,
         }
 
     def summary(self) -> str:
@@ -116,6 +173,9 @@ class ImportReport:
             parts.append("created " + ", ".join(f"{v} {k}" for k, v in sorted(self.created.items())))
         if self.existing:
             parts.append("already present " + ", ".join(f"{v} {k}" for k, v in sorted(self.existing.items())))
+        if self.labels_not_stored:
+            where = f" ({self.label_places()})" if self.labels_not_stored_at else ""
+            parts.append(f"{self.labels_not_stored} of {self.labels_read} labels not stored{where}")
         if self.ignored_fields:
             parts.append("ignored fields: " + ", ".join(sorted(self.ignored_fields)))
         return "; ".join(parts)

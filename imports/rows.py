@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from annotation.models import Preference, Safety, Strength
+from core.limits import MAX_ID
 from core.text import messages_normalize
 from imports.report import ImportKind, ImportOptions
 
@@ -76,6 +77,10 @@ _STRENGTH_WORDS = {
     "0": Strength.NEGLIGIBLY,
 }
 _SAFETY_WORDS = {s.value: s for s in Safety} | {s.label.lower(): s for s in Safety}
+
+# What the columns hold: counts are PostgreSQL integers, seeds and ids 64-bit; a larger
+# number is the record's error, not the database's.
+MAX_COUNT = 2**31 - 1
 
 
 def parse_preference(value: Any) -> Preference:
@@ -157,15 +162,15 @@ class _SampleFields(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     sampling_params: dict[str, Any] = Field(default_factory=dict)
-    seed: int | None = None
-    prompt_tokens: int | None = Field(None, ge=0)
-    completion_tokens: int | None = Field(None, ge=0)
-    latency_ms: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=-MAX_ID - 1, le=MAX_ID)
+    prompt_tokens: int | None = Field(None, ge=0, le=MAX_COUNT)
+    completion_tokens: int | None = Field(None, ge=0, le=MAX_COUNT)
+    latency_ms: int | None = Field(None, ge=0, le=MAX_COUNT)
     finish_reason: str = Field("", max_length=40)
 
 
 class SampleRow(_SampleFields):
-    prompt_id: int | None = None
+    prompt_id: int | None = Field(None, ge=1, le=MAX_ID)
     prompt_external_id: str | None = None
     prompt_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     prompt: list[dict[str, str]] | None = Field(None, validation_alias=AliasChoices("prompt", "messages"))
@@ -282,6 +287,17 @@ def labels_from_record(record: dict[str, Any], row: PairRow, options: ImportOpti
     )
     found.extend(j.model_copy(update={"annotator": f"{default_annotator}:{j.annotator}"}) for j in row.judgments)
     return found
+
+
+def labels_in_record(record: dict[str, Any], options: ImportOptions) -> int:
+    """How many labels a record holds, counted on the record as read (also when it is
+    refused): filled label columns, entries of a ``labels`` object, a ``judgments`` list."""
+    count = sum(1 for column in options.label_columns if record.get(column) not in (None, ""))
+    for name in ("labels", "judgments"):
+        value = record.get(name)
+        if isinstance(value, (dict, list)):
+            count += len(value)
+    return count
 
 
 _KNOWN_FIELDS: dict[ImportKind, set[str]] = {}

@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 from typing import IO
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from pydantic import ValidationError
 
 from annotation.bulk import analyze, constraints_immediate
 from annotation.models import Comparison, Judgment, Prompt, Sample
 from imports.readers import Broken, detect_format, iter_records
 from imports.report import FileFormat, ImportFailed, ImportKind, ImportOptions, ImportReport, RowError
-from imports.rows import ROW_MODELS, PairRow, known_fields, labels_from_record, pydantic_errors
+from imports.rows import ROW_MODELS, PairRow, known_fields, labels_from_record, labels_in_record, pydantic_errors
 from imports.writer import Importer, Valid
 from models_service.rounds import round_build_comparisons
 
@@ -51,7 +51,8 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
             constraints_immediate()
             importer = Importer(options, report)
             batch: list[Valid] = []
-            for line, record in iter_records(stream, file_format):
+            pairs = options.kind == ImportKind.PAIRS
+            for line, record in iter_records(stream, file_format, max_record_bytes=options.max_record_bytes):
                 report.records += 1
                 if isinstance(record, Broken):
                     importer.error(line, record.field, record.message)
@@ -61,15 +62,19 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
                 if not isinstance(record, dict):
                     importer.error(line, "", f"expected an object, found {type(record).__name__}")
                     continue
+                if pairs:
+                    report.labels_read += labels_in_record(record, options)
                 try:
                     row = row_model.model_validate(record)
                     labels = labels_from_record(record, row, options) if isinstance(row, PairRow) else []
                 except ValidationError as exc:
                     for field_name, message in pydantic_errors(exc):
                         importer.error(line, field_name, message)
+                    importer.labels_lost(line, labels_in_record(record, options) if pairs else 0)
                     continue
                 except ValueError as exc:
                     importer.error(line, "label", str(exc))
+                    importer.labels_lost(line, labels_in_record(record, options))
                     continue
                 unknown = record.keys() - known
                 if unknown:
@@ -102,13 +107,20 @@ def import_run(*, stream: IO[bytes], filename: str, options: ImportOptions) -> I
             RowError(None, "", f"the database refused the import (a concurrent import of the same data?): {exc}")
         )
         report.committed = False
+    except DataError as exc:  # a value the checks above let through and a column refuses
+        report.error_count += 1
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        report.errors.append(RowError(None, "", f"the database refused a value: {reason}"))
+        report.committed = False
     except DatabaseError:
         report.committed = False
         raise
     if report.committed and sum(report.created.values()) >= ANALYZE_AFTER_ROWS:
         analyze([Prompt, Sample, Comparison, Judgment])
+    report.labels_not_stored_at.sort(key=lambda p: (p.line or 0, p.item or 0))
     if not report.committed:
         report.created = {}
+        report.labels_not_stored, report.labels_not_stored_at = report.labels_read, []
         if options.round is None:
             report.round_id = None
     report.seconds = time.perf_counter() - started

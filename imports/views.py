@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_safe
 
 from accounts.roles import ROLE_LABELS, Role, has_role
@@ -15,6 +16,7 @@ from annotation.selectors import project_get, project_list
 from core.http import HtmxHttpRequest
 from imports.forms import ImportForm
 from imports.services import ImportFailed, ImportKind, ImportOptions, ImportReport, import_run
+from imports.uploads import SizeLimit, declared_too_big, size_limit_install, too_big_message
 
 
 def _require_lead(request: HtmxHttpRequest) -> None:
@@ -40,18 +42,39 @@ def import_start(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "imports/import_start.html", {"projects": projects})
 
 
+@csrf_exempt  # checked by _project_import, once the size limit stands before the upload
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def project_import(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """The upload form and, after a post, the report. An htmx GET gets the form alone (the
-    project page shows it in its sidebar)."""
+    project page shows it in its sidebar). A file larger than ``IMPORT_MAX_BYTES`` is
+    refused on the form (413) before it is read (``imports/uploads.py``)."""
     _require_lead(request)
     project = _project_or_404(request, slug)
+    if request.method == "POST" and declared_too_big(request):
+        # Nothing of the body is read, so there is no form to check (nor a CSRF token):
+        # the page only says why, and nothing is written.
+        form = ImportForm(QueryDict(), project=project, file_refused=too_big_message())
+        return _render(request, project, form, status=413)
+    limit = size_limit_install(request) if request.method == "POST" else None
+    return _project_import(request, project, limit)
+
+
+@csrf_protect
+def _project_import(request: HtmxHttpRequest, project: Project, limit: SizeLimit | None) -> HttpResponse:
     report: ImportReport | None = None
     report_round: Round | None = None
+    status = 200
     if request.method == "POST":
-        form = ImportForm(request.POST, request.FILES, project=project)
-        if form.is_valid():
+        posted, files = request.POST, request.FILES  # the upload is read here, through the limit
+        refused = too_big_message() if limit is not None and limit.exceeded else ""
+        form = ImportForm(posted, files, project=project, file_refused=refused)
+        if refused:
+            form.is_valid()
+            status = 413
+        elif not form.is_valid():
+            status = 400
+        else:
             data = form.cleaned_data
             upload = data["file"]
             options = ImportOptions(
@@ -70,6 +93,7 @@ def project_import(request: HtmxHttpRequest, slug: str) -> HttpResponse:
                 report = import_run(stream=upload.file, filename=upload.name, options=options)
             except ImportFailed as exc:
                 form.add_error("file", str(exc))
+                status = 400
             else:
                 if report.round_id is not None:
                     report_round = Round.objects.filter(pk=report.round_id).first()
@@ -77,6 +101,18 @@ def project_import(request: HtmxHttpRequest, slug: str) -> HttpResponse:
                     form = ImportForm(project=project, initial={"kind": data["kind"], "source": data["source"]})
     else:
         form = ImportForm(project=project)
+    return _render(request, project, form, report=report, report_round=report_round, status=status)
+
+
+def _render(
+    request: HtmxHttpRequest,
+    project: Project,
+    form: ImportForm,
+    *,
+    report: ImportReport | None = None,
+    report_round: Round | None = None,
+    status: int = 200,
+) -> HttpResponse:
     context = {
         "project": project,
         "form": form,
@@ -86,6 +122,6 @@ def project_import(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     }
     fragment = request.method != "POST" and request.htmx and not request.htmx.history_restore_request
     template = "imports/project_import.html#import-form" if fragment else "imports/project_import.html"
-    response = render(request, template, context)
+    response = render(request, template, context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response

@@ -71,6 +71,10 @@ class Importer:
         if len(self.report.errors) < self.o.max_errors:
             self.report.errors.append(RowError(where.line, field_name, message, item=where.item))
 
+    def labels_lost(self, where: Where, count: int) -> None:
+        """Labels of the record at ``where`` that will not be stored (its errors say why)."""
+        self.report.labels_lost(line=where.line, item=where.item, count=count, max_places=self.o.max_errors)
+
     # prompts ----------------------------------------------------------------------
     def resolve_prompts(self, items: list[tuple[list[dict[str, str]], list[str], str, str]]) -> list[int]:
         """Store the prompts that are new and return the id of each item's prompt."""
@@ -310,9 +314,11 @@ class Importer:
             a, b = sample_ids[2 * i], sample_ids[2 * i + 1]
             if a is None or b is None:  # samples without seeds are never refused; checked for the types
                 self.error(v.line, "", "an answer could not be stored")
+                self.labels_lost(v.line, len(v.labels))
                 continue
             if a == b:
                 self.error(v.line, "response_b", "is the same answer from the same model as response_a")
+                self.labels_lost(v.line, len(v.labels))
                 continue
             pairs.append((v, pid, a, b))
         existing: dict[tuple[int, int], list[int]] = {}
@@ -415,6 +421,7 @@ class Importer:
                 if isinstance(checked, AssignmentRefused):
                     for name, messages in checked.message_dict.items():
                         self.error(v.line, "label" if name == "preferred" else f"label.{name}", " ".join(messages))
+                    self.labels_lost(v.line, 1)
                     continue
                 verdict = checked
                 key = (cid, self.annotator_id(label.annotator))
@@ -429,6 +436,7 @@ class Importer:
                             f"annotator {label.annotator!r} already labelled this pair differently ({where}); "
                             "one judgment per annotator and pair is kept, so this label was not stored",
                         )
+                        self.labels_lost(v.line, 1)
                     continue
                 wanted[key] = (verdict, v.line)
         if not wanted:
@@ -456,6 +464,7 @@ class Importer:
                         "this annotator's judgment of the pair is already stored with another verdict; "
                         "one judgment per annotator and pair is kept, so this label was not stored",
                     )
+                    self.labels_lost(where, 1)
                 continue
             rows.append(ImportedJudgment(comparison_id=cid, annotator_id=uid, verdict=verdict))
         return rows

@@ -11,11 +11,21 @@ from datetime import date
 from typing import Any, cast
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from annotation.models import Project, Round
 from insights import lookups
 
 MAX_DAYS = 3660
+# The dates a filter may name: the last day is one before date.max, since a range ends
+# at midnight after its last day, and the first is far before any judgment (a date
+# before year 1 in a timezone east of UTC would not exist either).
+EARLIEST = date(1900, 1, 1)
+LATEST = date(9999, 12, 30)
+_DATE_ERRORS = {
+    "min_value": f"Pick a date from {EARLIEST.isoformat()} on.",
+    "max_value": f"Pick a date up to {LATEST.isoformat()}.",
+}
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,20 @@ class DashboardFilterForm(forms.Form):
         required=False, coerce=int, empty_value=None, help_text="Empty: the latest round with judgments."
     )
     tag = forms.ChoiceField(required=False)
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(
+        required=False,
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date", "min": EARLIEST.isoformat(), "max": LATEST.isoformat()}),
+        validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)],
+        error_messages=_DATE_ERRORS,
+    )
+    until = forms.DateField(
+        required=False,
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date", "min": EARLIEST.isoformat(), "max": LATEST.isoformat()}),
+        validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)],
+        error_messages=_DATE_ERRORS,
+    )
     annotator = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     anchor = forms.ChoiceField(required=False, label="Anchor at 1000", help_text="Empty: ratings average 1000.")
 

@@ -502,3 +502,11 @@ def test_a_user_with_both_roles_may_annotate(client, round_):
     make_pairs(round_, 1)
     client.force_login(both)
     assert client.get(page_url(round_.project)).status_code == 200
+
+
+@pytest.mark.parametrize("exclude", [str(2**63), "99999999999999999999999", "0"])
+def test_a_prefetch_excluding_an_id_no_column_holds_is_a_400(client, alice, round_, exclude):
+    make_pairs(round_, 1)
+    client.force_login(alice)
+    url = reverse("annotate-next", args=[round_.project.slug]) + f"?exclude={exclude}"
+    assert client.get(url, **HX).status_code == 400

@@ -144,3 +144,27 @@ def test_a_deactivated_project_stops_handing_out_pairs_at_once(project, pairs, a
     project.save()
     response = client.post(f"/api/v1/projects/{project.slug}/assignments/next/", {}, format="json")
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("spent", [2**31, 2**63, 10**30])
+def test_a_time_spent_past_any_column_is_recorded_as_the_longest_a_judgment_may_claim(project, pairs, alice, spent):
+    from annotation.judging import TIME_SPENT_MAX_MS
+
+    client = token_client(alice)
+    pair = next_pair(client, project)["pair"]
+    response = client.post(
+        f"/api/v1/assignments/{pair['assignment']}/judgment/",
+        {"choice": "left", "strength": "slightly", "time_spent_ms": spent},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert Judgment.objects.get().time_spent_ms == TIME_SPENT_MAX_MS
+
+
+@pytest.mark.parametrize("exclude", [[2**63], [0], [-1], list(range(1, 200))])
+def test_ids_to_exclude_are_ids_a_column_holds_and_a_handful(project, pairs, alice, exclude):
+    response = token_client(alice).post(
+        f"/api/v1/projects/{project.slug}/assignments/next/", {"exclude": exclude}, format="json"
+    )
+    assert response.status_code == 400
+    assert "exclude" in response.json()

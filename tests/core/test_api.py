@@ -68,3 +68,20 @@ def test_an_error_outside_any_api_view_under_api_is_json_too():
     response = server_error(RequestFactory().get("/api/v1/exports/"))
     assert response.status_code == 500 and response.headers["Content-Type"] == "application/json"
     assert server_error(RequestFactory().get("/dashboard/")).headers["Content-Type"].startswith("text/html")
+
+
+def test_a_page_whose_database_is_down_is_a_503_saying_to_try_again_not_a_500(client, alice, monkeypatch):
+    from django.contrib.sessions.backends.db import SessionStore
+
+    client.force_login(alice)
+
+    def down(self):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(SessionStore, "load", down)
+    client.raise_request_exception = False
+    response = client.get("/")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "try again in a few seconds" in response.content.decode()
+    api = client.get("/api/v1/me/")
+    assert api.status_code == 503 and api.json() == {"detail": DATABASE_UNAVAILABLE}

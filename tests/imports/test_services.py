@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from annotation.models import Comparison, Judgment, JudgmentSource, Preference, Prompt, Round, Sample, Strength
 from imports.readers import iter_records
@@ -280,25 +283,31 @@ def test_a_json_array_error_names_the_item_of_the_bad_record(project):
     assert str(report.errors[0]).startswith("item 3: prompt")
     broken = '[\n  {"prompt": "one"},\n  {"prompt": "two",,}\n]'
     report = run(project, "prompts", broken, filename="prompts.json")
-    assert report.errors[0].item == 2 and "not valid JSON after item 1" in report.errors[0].message
+    assert [(e.item, e.message.split(":")[0]) for e in report.errors] == [(2, "not valid JSON")]
     assert not report.committed
+    report = run(project, "prompts", '[{"prompt": "one"}, {"prompt": "two"', filename="prompts.json")
+    assert report.errors[0].item == 2 and "not valid JSON after item 1" in report.errors[0].message
 
 
 @pytest.mark.parametrize(
     "content,message",
     [
         ('[{"prompt": "one"}] and then some', "trailing garbage"),
+        ('[{"prompt": "one"}] {"prompt": "two"}', "trailing garbage"),
+        ('[{"prompt": "one"}]]', "trailing garbage"),
+        ('[{"prompt": "one"}}', "closed with }"),
         ('[{"prompt": "one"}, ', "not valid JSON after item 1"),
-        ("[" * 5000 + "]" * 5000, "expected an object"),
-        ('[{"prompt": "a lone \\ud800 surrogate"}]', ""),
+        ("[" * 5000 + "]" * 5000, "nests deeper than 64 levels"),
+        ('[{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}]", "nests deeper than 64 levels"),
+        ('[{"prompt": "a lone \\ud800 surrogate"}]', "surrogate"),
+        ('[{"prompt": "a lone \\udc00 surrogate"}]', "surrogate"),
+        ('[{"prompt": "x", "tags": ["\\udc00"]}]', "surrogate"),
     ],
 )
 def test_a_json_array_is_read_whole_and_nothing_after_it_or_deep_inside_it_breaks_the_import(project, content, message):
     report = run(project, "prompts", content, filename="prompts.json")
-    if message:
-        assert not report.committed and message in " ".join(e.message for e in report.errors)
-    else:
-        assert report.committed and report.created == {"prompts": 1}
+    assert not report.committed and message in " ".join(e.message for e in report.errors)
+    assert Prompt.objects.count() == 0
 
 
 @pytest.mark.parametrize(
@@ -343,10 +352,170 @@ class _EndlessLines(io.RawIOBase):
 )
 def test_files_are_read_as_a_stream_not_loaded_whole(file_format, make_line, header):
     raw = _EndlessLines(make_line, header)
-    records = iter_records(io.BufferedReader(raw), file_format)
+    records = iter_records(io.BufferedReader(raw), file_format, max_record_bytes=1 << 20)
     first = [next(records) for _ in range(1000)]
     assert first[-1][1]["prompt"] == "q999"
     assert raw.served < 3 * 1024 * 1024
+
+
+# --- nothing lost without a word ----------------------------------------------------
+
+
+def test_skip_invalid_writes_every_good_line_however_many_bad_lines_come_before_it(project, settings):
+    settings.IMPORT_BATCH_SIZE = 7  # batches fill and flush between the bad lines
+    rows = [pair(i) for i in range(50)] + [{"input": "x"}] * 150 + [pair(i) for i in range(50, 60)]
+    rows.insert(120, pair(1000))
+    report = run(project, "pairs", jsonl(rows), skip_invalid=True)
+    assert report.committed
+    assert report.error_count == 300 and len(report.errors) == 100  # two errors a bad line; the first 100 listed
+    assert report.created["comparisons"] == 61 and Comparison.objects.count() == 61
+    assert "61 valid, 300 with errors (committed)" in report.summary()
+
+
+def test_every_label_that_is_not_stored_is_counted_and_placed(project):
+    rows = [
+        # line 1: the same annotator twice on one pair, with two verdicts: the second is not stored
+        pair(1, labels={"w7": "A"}, judgments=[{"annotator": "w7", "preferred": "B", "strength": "better"}]),
+        # line 2: the same label twice is one judgment, the other "already present"
+        pair(2, labels={"w7": "A"}, judgments=[{"annotator": "w7", "preferred": "A"}]),
+        # line 3: a label the judgment rules refuse
+        pair(3, judgments=[{"annotator": "w1", "preferred": "tie", "strength": "better"}]),
+        # line 4: a record refused as a whole, with its two labels
+        {"input": "Four?", "output_1": "4", "labels": {"w1": "A", "w2": "B"}},
+        # line 5: a pair that cannot be built (the same answer twice), with one label
+        {"input": "Five?", "output_1": "5", "output_2": "5", "model_a": "m", "model_b": "m", "label": 1},
+        # line 6: all stored
+        pair(6, label=2, labels={"w8": "B"}),
+    ]
+    report = run(project, "pairs", jsonl(rows), source="acme", skip_invalid=True)
+    assert report.committed
+    assert report.labels_read == 10
+    assert report.created["judgments"] == 4 and report.existing["judgments"] == 1
+    assert report.labels_not_stored == 5
+    assert report.labels_read == report.created["judgments"] + report.existing["judgments"] + report.labels_not_stored
+    assert [(p.line, p.count) for p in report.labels_not_stored_at] == [(1, 1), (3, 1), (4, 2), (5, 1)]
+    assert Judgment.objects.count() == 4
+    assert "5 of 10 labels not stored (line 1, line 3, line 4, line 5)" in report.summary()
+    body = report.as_dict()
+    assert body["labels_not_stored"] == 5 and body["labels_not_stored_at"][2] == {"line": 4, "item": None, "count": 2}
+    assert not body["labels_not_stored_truncated"]
+    lines_with_errors = {e.line for e in report.errors}
+    assert {p.line for p in report.labels_not_stored_at} <= lines_with_errors
+
+
+def test_a_label_contradicting_a_stored_judgment_is_counted_as_not_stored(project):
+    run(project, "pairs", jsonl([pair(1, label=1)]), source="acme")
+    report = run(project, "pairs", jsonl([pair(1, label=2), pair(2, label=1)]), source="acme", skip_invalid=True)
+    assert report.committed and report.labels_read == 2
+    assert report.labels_not_stored == 1 and [p.line for p in report.labels_not_stored_at] == [1]
+    assert report.created["judgments"] == 1
+
+
+def test_when_nothing_is_written_every_label_read_is_not_stored(project):
+    rows = [pair(1, label=1, labels={"w1": "B"}), {"input": "x", "label": 1}]
+    report = run(project, "pairs", jsonl(rows), source="acme")
+    assert not report.committed
+    assert (report.labels_read, report.labels_not_stored, report.labels_not_stored_at) == (3, 3, [])
+    assert "3 of 3 labels not stored" in report.summary()
+
+
+def test_annotators_whose_names_differ_only_in_case_accents_or_dots_are_different_people(project):
+    labels = {"W7": "A", "w7": "B", "Zoë": "A", "Zoe": "B", "a.b": "A", "ab": "B"}
+    report = run(project, "pairs", jsonl([pair(1, labels=labels)]), source="acme")
+    assert report.committed and report.created["judgments"] == 6 and report.labels_not_stored == 0
+    names = set(User.objects.filter(username__startswith="ext.").values_list("first_name", flat=True))
+    assert names == {f"acme:{name}" for name in labels}
+    again = run(project, "pairs", jsonl([pair(1, labels=labels)]), source="acme")
+    assert again.created == {} and again.existing["judgments"] == 6
+
+
+@pytest.mark.parametrize(
+    "file_format,content",
+    [
+        ("jsonl", '{"prompt": "one"}\n{"prompt": "' + "x" * 3000 + '"}\n{"prompt": "three"}\n'),
+        ("csv", "prompt\none\n" + "x" * 3000 + "\nthree\n"),
+        ("json", '[{"prompt": "one"}, {"prompt": "' + "x" * 3000 + '"}, {"prompt": "three"}]'),
+    ],
+)
+def test_a_record_longer_than_the_limit_is_an_error_on_its_line(project, file_format, content):
+    where = {"jsonl": (2, None), "csv": (3, None), "json": (None, 2)}[file_format]
+    report = run(project, "prompts", content, filename=f"prompts.{file_format}", max_record_bytes=2048)
+    assert [(e.line, e.item) for e in report.errors] == [where]
+    assert "is longer than 2,048 bytes (IMPORT_MAX_RECORD_BYTES)" in report.errors[0].message
+    assert not report.committed and Prompt.objects.count() == 0
+    report = run(
+        project, "prompts", content, filename=f"prompts.{file_format}", max_record_bytes=2048, skip_invalid=True
+    )
+    assert report.committed and report.created == {"prompts": 2}
+
+
+def test_the_longest_record_is_a_setting(project, settings):
+    settings.IMPORT_MAX_RECORD_BYTES = 1024
+    report = run(project, "prompts", jsonl([{"prompt": "x" * 2000}]))
+    assert "1,024 bytes" in report.errors[0].message
+
+
+@pytest.mark.parametrize(
+    "kind,record,field",
+    [
+        ("samples", {"prompt": "q", "model": "m", "text": "t", "seed": 2**70}, "seed"),
+        ("samples", {"prompt": "q", "model": "m", "text": "t", "seed": 1e30}, "seed"),
+        ("samples", {"prompt": "q", "model": "m", "text": "t", "prompt_tokens": 2**31}, "prompt_tokens"),
+        ("samples", {"prompt": "q", "model": "m", "text": "t", "latency_ms": 2**40}, "latency_ms"),
+        ("samples", {"prompt_id": 2**63, "model": "m", "text": "t"}, "prompt_id"),
+        ("samples", {"prompt": "q", "model": "m", "text": "t", "sampling_params": {"a": "\x00"}}, "sampling_params.a"),
+    ],
+)
+def test_a_value_no_column_can_hold_is_an_error_on_its_line_not_the_databases(project, kind, record, field):
+    report = run(project, kind, jsonl([record]))
+    assert [(e.line, e.field) for e in report.errors] == [(1, field)]
+    assert not report.committed
+
+
+def test_bytes_that_are_not_utf8_are_an_error_on_their_csv_line_and_the_rest_is_read(project):
+    content = b"prompt,tags\nfine,a\ncaf\xe9,b\nalso fine,c\n"
+    report = run(project, "prompts", content, filename="prompts.csv", skip_invalid=True)
+    assert [(e.line, e.field) for e in report.errors] == [(3, "prompt")]
+    assert "not valid UTF-8" in report.errors[0].message
+    assert report.committed and report.created == {"prompts": 2}
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=25,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.builds(
+                lambda i, label: json.dumps(pair(i, label=label)), st.integers(0, 30), st.sampled_from([1, 2, "tie"])
+            ),
+            st.builds(
+                json.dumps, st.dictionaries(st.sampled_from(["input", "output_1", "label", "x"]), st.text(max_size=5))
+            ),
+            st.binary(max_size=20).map(lambda b: b.decode("latin-1")),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    skip_invalid=st.booleans(),
+)
+def test_an_import_commits_all_its_good_records_or_nothing_and_accounts_for_every_label(project, lines, skip_invalid):
+    content = "\n".join(line.replace("\n", " ") for line in lines).encode("utf-8", "surrogatepass")
+    before = counts()
+    report = run(project, "pairs", content, source="prop", skip_invalid=skip_invalid)
+    if report.error_count and not skip_invalid:
+        assert not report.committed and counts() == before
+        assert report.labels_not_stored == report.labels_read
+    else:
+        assert report.committed
+        created, existing = report.created.get("judgments", 0), report.existing.get("judgments", 0)
+        assert report.labels_read == created + existing + report.labels_not_stored
+        assert counts()["judgments"] == before["judgments"] + created
 
 
 # --- samples -------------------------------------------------------------------------
@@ -415,6 +584,27 @@ def test_the_import_command_fails_loudly_and_names_the_line(project, tmp_path, c
     path.write_text(jsonl([pair(1, label=1)]))
     call_command("import_data", "pairs", str(path), "--project", project.slug, "--source", "cli")
     assert Comparison.objects.count() == 1
+
+
+def test_the_import_command_counts_the_labels_it_did_not_store(project, tmp_path, capsys):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(jsonl([pair(1, label=1), {"input": "x", "output_1": "a", "label": 2}]))
+    call_command("import_data", "pairs", str(path), "--project", project.slug, "--source", "cli", "--skip-invalid")
+    assert "1 of 2 labels not stored (line 2)" in capsys.readouterr().out
+
+
+def test_a_value_the_database_refuses_is_the_reports_error_not_a_crash(project, monkeypatch):
+    from django.db import DataError
+
+    from imports.writer import Importer
+
+    def refused(self, batch):
+        raise DataError("value too long for type character varying(200)")
+
+    monkeypatch.setattr(Importer, "write", refused)
+    report = run(project, "prompts", jsonl([{"prompt": "one"}]))
+    assert not report.committed
+    assert report.errors[0].message == "the database refused a value: value too long for type character varying(200)"
 
 
 @pytest.mark.postgres

@@ -101,6 +101,7 @@ def test_the_import_form_adds_pairs_to_an_existing_round(client, lee, round_):
 def test_the_import_form_refuses_an_unknown_round_and_a_round_for_prompts(client, lee, round_):
     client.force_login(lee)
     response = client.post(import_url(round_.project), {"file": llmbar_file(), "kind": "pairs", "round_number": 7})
+    assert response.status_code == 400
     assert response.context["report"] is None
     assert "This project has no round 7." in response.content.decode()
     response = client.post(import_url(round_.project), {"file": llmbar_file(), "kind": "prompts", "round_number": 1})
@@ -112,14 +113,14 @@ def test_a_file_of_unknown_format_is_refused_on_the_form(client, lee, project):
     client.force_login(lee)
     upload = SimpleUploadedFile("notes.txt", b"just some words")
     response = client.post(import_url(project), {"file": upload, "kind": "prompts"})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "cannot tell the format" in response.content.decode()
 
 
 def test_the_import_form_needs_a_file_and_a_kind(client, lee, project):
     client.force_login(lee)
     response = client.post(import_url(project), {})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors.keys() == {"file", "kind"}
 
 
@@ -144,3 +145,74 @@ def test_the_import_link_goes_straight_to_the_only_project(client, lee, project)
     response = client.get(reverse("import-start"))
     assert response.status_code == 302
     assert response["Location"] == import_url(project)
+
+
+# --- limits --------------------------------------------------------------------------
+
+
+def test_a_file_declared_larger_than_the_limit_is_refused_on_the_form_before_it_is_read(
+    client, lee, project, settings, monkeypatch
+):
+    from django.http import multipartparser
+
+    settings.IMPORT_MAX_BYTES = 1000
+    monkeypatch.setattr(multipartparser.MultiPartParser, "parse", lambda self: pytest.fail("the body was read"))
+    client.force_login(lee)
+    upload = SimpleUploadedFile("prompts.jsonl", b'{"prompt": "x"}\n' * 10_000)
+    response = client.post(import_url(project), {"file": upload, "kind": "prompts"})
+    assert response.status_code == 413
+    assert response.context["form"].errors == {
+        "file": [
+            "The file is larger than the import limit of 1,000 bytes (IMPORT_MAX_BYTES). "
+            "Split it into smaller files, or import it with manage.py import_data."
+        ]
+    }
+    assert "IMPORT_MAX_BYTES" in response.content.decode()
+    assert Prompt.objects.count() == 0
+
+
+def test_a_file_that_grows_past_the_limit_is_refused_on_the_form(client, lee, project, settings):
+    settings.IMPORT_MAX_BYTES = 1000
+    client.force_login(lee)
+    upload = SimpleUploadedFile("prompts.jsonl", b'{"prompt": "x"}\n' * 100)
+    response = client.post(import_url(project), {"file": upload, "kind": "prompts", "source": "kept"})
+    assert response.status_code == 413
+    assert list(response.context["form"].errors) == ["file"]
+    assert response.context["form"]["source"].value() == "kept"  # the other fields were read
+    assert Prompt.objects.count() == 0
+
+
+def test_the_form_still_checks_its_csrf_token(lee, project, settings):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(lee)
+    upload = SimpleUploadedFile("prompts.jsonl", b'{"prompt": "x"}\n')
+    assert client.post(import_url(project), {"file": upload, "kind": "prompts"}).status_code == 403
+    token = client.get(import_url(project)).context["csrf_token"]
+    upload = SimpleUploadedFile("prompts.jsonl", b'{"prompt": "x"}\n')
+    response = client.post(import_url(project), {"file": upload, "kind": "prompts", "csrfmiddlewaretoken": token})
+    assert response.status_code == 200 and response.context["report"].committed
+    settings.IMPORT_MAX_BYTES = 10
+    upload = SimpleUploadedFile("prompts.jsonl", b'{"prompt": "y"}\n' * 10)
+    response = client.post(import_url(project), {"file": upload, "kind": "prompts", "csrfmiddlewaretoken": token})
+    assert response.status_code == 413
+
+
+def test_the_form_says_how_big_a_file_may_be(client, lee, project, settings):
+    settings.IMPORT_MAX_BYTES = 256 * 1024 * 1024
+    client.force_login(lee)
+    assert "At most 256 MiB." in client.get(import_url(project)).content.decode()
+
+
+def test_the_report_shows_the_labels_not_stored_and_where(client, lee, project):
+    lines = [
+        {"input": "One?", "output_1": "1", "output_2": "one", "label": 1},
+        {"input": "Two?", "output_1": "2", "label": 2},
+    ]
+    upload = SimpleUploadedFile("pairs.jsonl", "\n".join(json.dumps(r) for r in lines).encode())
+    client.force_login(lee)
+    response = client.post(import_url(project), {"file": upload, "kind": "pairs", "skip_invalid": "on"})
+    html = response.content.decode()
+    assert "<dt>Labels not stored</dt><dd>1 of 2</dd>" in html
+    assert "1 label not stored, on line 2" in html
