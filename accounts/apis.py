@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors, services
-from accounts.models import ApiToken
+from accounts.permissions import FromSession, FromSessionOrThisToken
 from accounts.roles import Role, user_roles
 from core.api import BaseApi, get_or_404
 
 
 @extend_schema(tags=["tokens"])
 class TokenListApi(BaseApi):
-    """My API tokens (their keys are never shown again); any logged-in user."""
+    """My API tokens (their keys are never shown again): listed and created from a logged-in
+    browser session, by any user with or without a role; never with a token."""
 
-    # Any logged-in user, with or without a role, manages their own tokens.
-    permissions = {"GET": IsAuthenticated, "POST": IsAuthenticated}
+    permissions = {"GET": FromSession, "POST": FromSession}
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="token")
@@ -51,12 +50,6 @@ class TokenListApi(BaseApi):
 
     @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, summary="Create an API token")
     def post(self, request: Request) -> Response:
-        if isinstance(request.auth, ApiToken):
-            # A leaked key must not be able to mint keys that outlive its revocation.
-            raise PermissionDenied(
-                "API tokens are created from a logged-in session (log in, then POST here from the browsable API), "
-                "not with another token."
-            )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, key = services.api_token_create(user=request.user, **serializer.validated_data)
@@ -66,9 +59,10 @@ class TokenListApi(BaseApi):
 
 @extend_schema(tags=["tokens"])
 class TokenDetailApi(BaseApi):
-    """Revoke one of my API tokens; any logged-in user."""
+    """Revoke one of my API tokens: any of them from a logged-in browser session; with a
+    token, only that token itself."""
 
-    permissions = {"DELETE": IsAuthenticated}
+    permissions = {"DELETE": FromSessionOrThisToken}
 
     @extend_schema(responses={204: None}, summary="Revoke one of my API tokens")
     def delete(self, request: Request, pk: int) -> Response:

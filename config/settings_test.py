@@ -35,3 +35,8 @@ CACHES["default"]["KEY_PREFIX"] = f"test{os.getpid()}"
 # WhiteNoise warns on every request when STATIC_ROOT is missing (no collectstatic in tests).
 STATIC_ROOT = VAR_DIR / "test-static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# The test client's login() authenticates without a request, which axes' backend refuses;
+# tests that exercise the lockout (tests/accounts/test_lockout.py, the browser walk in
+# tests/e2e/test_csp_browser.py) switch it on with the settings fixture.
+AXES_ENABLED = False

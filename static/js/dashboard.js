@@ -142,7 +142,17 @@
 
   var DRAW = { history: historyChart, forest: forestChart, verdicts: verdictChart };
 
+  // Win-matrix cells carry their colour in data-heat: a style attribute in the markup would
+  // be refused by the Content-Security-Policy, a colour set from script is not.
+  function paint(root) {
+    if (!root || !root.querySelectorAll) return;
+    root.querySelectorAll("[data-heat]").forEach(function (cell) {
+      cell.style.backgroundColor = cell.dataset.heat;
+    });
+  }
+
   function draw(root) {
+    paint(root);
     if (!window.Chart || !root || !root.querySelectorAll) return;
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       if (canvas.__chart) return;

@@ -129,8 +129,8 @@ def _new_pairs_file() -> dict:
 # (method, URL template, roles that may call it, body, status for those roles)
 ENDPOINTS = [
     ("get", "/api/v1/me/", ANY, None, 200),
-    ("get", "/api/v1/tokens/", ANY, None, 200),
-    # with a token nobody may mint another token (a session may: see the token tests)
+    # with a token nobody may list or mint tokens (a session may: tests/accounts/test_apis.py)
+    ("get", "/api/v1/tokens/", (), None, 200),
     ("post", "/api/v1/tokens/", (), {"name": "laptop"}, 201),
     ("get", "/api/v1/model-versions/", LEAD_OR_ML, None, 200),  # annotators judge blind
     ("post", "/api/v1/model-versions/", LEAD_OR_ML, {"name": "chat-v3"}, 201),
@@ -212,7 +212,8 @@ def test_an_ml_engineer_cannot_create_a_project_or_open_a_round(round_, maya):
 
 
 def test_a_user_without_a_role_reaches_only_me_and_tokens(project, charlie):
-    client = token_client(charlie)
+    client = APIClient()
+    client.force_login(charlie)  # tokens are managed from a session
     assert client.get("/api/v1/me/").json() == {"username": "charlie", "roles": []}
     assert client.get("/api/v1/tokens/").status_code == 200
     assert client.get("/api/v1/projects/").status_code == 403
@@ -557,7 +558,7 @@ def test_prompts_cannot_be_imported_into_a_round(round_, lee):
 
 def test_a_new_token_key_is_shown_once_and_only_its_hash_is_stored(maya):
     client = APIClient()
-    client.force_authenticate(maya)
+    client.force_login(maya)
     response = client.post("/api/v1/tokens/", {"name": "training box"}, format="json")
     assert response.status_code == 201
     key = response.json()["key"]
@@ -578,7 +579,7 @@ def test_a_token_cannot_create_another_token_but_a_logged_in_session_can(maya):
     client = token_client(maya)
     response = client.post("/api/v1/tokens/", {"name": "minted"}, format="json")
     assert response.status_code == 403
-    assert "logged-in session" in response.json()["detail"]
+    assert "logged-in browser session" in response.json()["detail"]
     assert not ApiToken.objects.filter(name="minted").exists()
     browser = APIClient()
     assert browser.login(username="maya", password=PASSWORD)
@@ -598,11 +599,13 @@ def test_a_revoked_token_is_refused_with_401(lee):
 
 def test_a_user_cannot_revoke_someone_elses_token(alice, bob):
     token, key = api_token_create(user=alice, name="alice's")
-    client = token_client(bob)
+    api_token_create(user=bob, name="bob's")
+    client = APIClient()
+    client.force_login(bob)
     assert client.delete(f"/api/v1/tokens/{token.pk}/").status_code == 404
     token.refresh_from_db()
     assert token.revoked_at is None
-    assert [t["name"] for t in client.get("/api/v1/tokens/").json()["results"]] == ["test"]
+    assert [t["name"] for t in client.get("/api/v1/tokens/").json()["results"]] == ["bob's"]
 
 
 # --- Errors --------------------------------------------------------------------------------

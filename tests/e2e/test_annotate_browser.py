@@ -8,7 +8,7 @@ from annotation.judging import screen_to_sample
 from annotation.models import Assignment, Comparison, Edit, Judgment, Prompt, Sample
 from core.text import messages_hash, text_hash
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -47,17 +47,18 @@ def shown(page) -> str:
 
 def saved_and_moved_on(page, previous: str) -> str:
     """Wait until the server confirmed the submission and another pair is on screen."""
-    page.wait_for_function(
-        f"prev => !document.getElementById('workspace').dataset.saving && {SHOWN_ID} !== prev", arg=previous
+    wait_until(
+        page, f"prev => !document.getElementById('workspace').dataset.saving && {SHOWN_ID} !== prev", arg=previous
     )
     return shown(page)
 
 
 def quiet(page) -> None:
     """Wait until the page has no request in flight, so none runs into the database teardown."""
-    page.wait_for_function(
+    wait_until(
+        page,
         "!document.getElementById('workspace').dataset.saving"
-        " && document.getElementById('workspace').dataset.prefetch !== 'loading'"
+        " && document.getElementById('workspace').dataset.prefetch !== 'loading'",
     )
     page.wait_for_load_state("networkidle")
 
@@ -80,7 +81,7 @@ def test_an_annotator_judges_three_pairs_with_the_keyboard_only(live_server, pag
     # The stylesheet and both scripts loaded, and the next pair was prefetched behind this one.
     assert page.evaluate("getComputedStyle(document.querySelector('.decision')).position") == "sticky"
     assert page.evaluate("typeof window.htmx") == "object"
-    page.wait_for_function("document.getElementById('workspace').dataset.prefetch === 'ready'")
+    wait_until(page, "document.getElementById('workspace').dataset.prefetch === 'ready'")
     page.evaluate("document.activeElement && document.activeElement.blur()")
 
     seen_xss_as_text = xss_shown_as_text(page)
@@ -109,9 +110,10 @@ def test_an_annotator_judges_three_pairs_with_the_keyboard_only(live_server, pag
     page.keyboard.press("e")
     assert page.evaluate("document.activeElement.matches('[data-edit-text]')")
     page.keyboard.type(EDIT)
-    page.wait_for_function(
+    wait_until(
+        page,
         "document.querySelector('#pair-slot [data-diff] ins') && "
-        "document.querySelector('#pair-slot [data-diff] ins').textContent.includes('human reviewer')"
+        "document.querySelector('#pair-slot [data-diff] ins').textContent.includes('human reviewer')",
     )
     page.screenshot(path=str(artifacts / "annotate.png"))
     page.keyboard.press("Control+Enter")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from demo.seed import demo_seed_history
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -67,8 +67,9 @@ def test_the_lead_opens_the_demo_dashboard_and_sees_the_win_rate_chart(live_serv
     page.evaluate(
         "htmx.ajax('GET', document.getElementById('section-summary').getAttribute('hx-get'), {target: '#section-summary', swap: 'outerHTML'})"
     )
-    page.wait_for_function(
-        "document.querySelector('#chart-history') && document.querySelector('#chart-history').dataset.drawn === 'true' && Chart.getChart('chart-history')"
+    wait_until(
+        page,
+        "document.querySelector('#chart-history') && document.querySelector('#chart-history').dataset.drawn === 'true' && Chart.getChart('chart-history')",
     )
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(artifacts / "dashboard-filtered.png"), full_page=True)

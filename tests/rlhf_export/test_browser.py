@@ -8,7 +8,7 @@ import pytest
 from rlhf_export.models import ExportJob, ExportStatus
 from rlhf_export.services import export_job_create, export_job_run
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import CHROMIUM, browser, page  # noqa: F401 - fixtures
+from tests.e2e.conftest import CHROMIUM, browser, page, wait_until  # noqa: F401 - fixtures
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,7 +31,7 @@ def test_the_progress_bar_follows_the_job_and_the_files_appear(live_server, page
     assert page.locator("#job-status progress").get_attribute("value") == "0"
 
     ExportJob.objects.filter(pk=job.pk).update(status=ExportStatus.RUNNING, judgments_total=40, judgments_done=30)
-    page.wait_for_function("document.querySelector('#job-status progress').value == 75", timeout=10_000)
+    wait_until(page, "document.querySelector('#job-status progress').value == 75", timeout=10_000)
     assert "30 of 40 judgments" in page.locator("#job-status").inner_text()
 
     ExportJob.objects.filter(pk=job.pk).update(status=ExportStatus.PENDING, judgments_total=0, judgments_done=0)
