@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,6 +38,7 @@ from models_service.backends import (
     SamplingParams,
 )
 from models_service.backends.openai_compat import OpenAICompatBackend
+from models_service.outbound import HostPolicy
 
 WORDS = [
     "model",
@@ -90,6 +92,8 @@ def run(base_url: str, model: str, conversations: list, concurrency: int, max_to
     backend = OpenAICompatBackend(
         OpenAIConfig(base_url=base_url, model=model, max_concurrency=concurrency, timeout_s=120, max_retries=3),
         key=f"bench-{concurrency}",
+        # The bench runs outside Django: the outbound policy is given here, the one host it uses.
+        policy=HostPolicy.parse([urlsplit(base_url).hostname or "127.0.0.1"]),
     )
     requests = [
         GenerationRequest(messages=m, params=SamplingParams(max_tokens=max_tokens, temperature=1.0, seed=i))

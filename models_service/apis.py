@@ -236,7 +236,9 @@ class SampleReleaseApi(BaseApi):
 @extend_schema(tags=["model versions"])
 class ModelVersionListApi(BaseApi):
     """Model versions (checkpoints): leads and ML engineers list and register them.
-    Annotators judge blind, so model names and server addresses are not theirs to read."""
+    Annotators judge blind, so model names and server addresses are not theirs to read.
+    An ``openai`` server must be at a host the operator allows (``MODEL_HOSTS_ALLOWED``);
+    only a superuser may switch on ``trust_remote_code``."""
 
     permissions = {"GET": IsLeadOrMLEngineer, "POST": IsLeadOrMLEngineer}
 
@@ -275,13 +277,16 @@ class ModelVersionListApi(BaseApi):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = services.model_version_create(**serializer.validated_data)
+        version = services.model_version_create(**serializer.validated_data, by=request.user)
         return Response(self.OutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["model versions"])
 class ModelVersionDetailApi(BaseApi):
-    """One model version, for leads and ML engineers (annotators judge blind)."""
+    """One model version, for leads and ML engineers (annotators judge blind). Where it
+    sends prompts (``backend``; ``base_url``, ``api_key_env``, ``model`` or the model's
+    path in ``config``) and ``trust_remote_code`` change only by a superuser: anyone else
+    registers a new version. Refusals are 400s naming the field."""
 
     permissions = {"GET": IsLeadOrMLEngineer, "PATCH": IsLeadOrMLEngineer}
     InputSerializer = ModelVersionListApi.InputSerializer
@@ -297,7 +302,7 @@ class ModelVersionDetailApi(BaseApi):
         version = get_or_404(selectors.model_version_get(pk=pk), "model version")
         serializer = self.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        version = services.model_version_update(version=version, **serializer.validated_data)
+        version = services.model_version_update(version=version, by=request.user, **serializer.validated_data)
         return Response(self.OutputSerializer(version).data)
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -40,6 +41,7 @@ from models_service.arms import LIVE_SOURCE, round_arms, sample_usable
 from models_service.backends import Backend as BackendAdapter
 from models_service.backends import Generation, GenerationRequest, SamplingParams, StreamEvent, backend_for
 from models_service.models import Backend, LiveTurn, ModelVersion
+from models_service.outbound import host_policy
 
 
 class LiveUnavailable(ValidationError):
@@ -170,7 +172,8 @@ _live_adapters_lock = threading.Lock()
 def _live_adapter(version: ModelVersion) -> BackendAdapter:
     """Adapters for live mode stay loaded in the web process (a local model takes seconds
     to load; an HTTP client keeps its connections)."""
-    key = (version.pk, version.backend + json.dumps(version.config, sort_keys=True))
+    # The outbound policy is part of the key: an adapter is built for the policy it checks.
+    key = (version.pk, version.backend + json.dumps(version.config, sort_keys=True) + repr(host_policy()))
     with _live_adapters_lock:
         adapter = _live_adapters.get(key)
         if adapter is None:
@@ -181,9 +184,75 @@ def _live_adapter(version: ModelVersion) -> BackendAdapter:
         return adapter
 
 
+# How long a generation holds its side of a turn without a sign of life. It renews the
+# hold as its pieces arrive (every quarter of this) and lets go when it ends; a web process
+# that died mid-answer blocks the side for at most this long.
+LIVE_GENERATION_HOLD_SECONDS = 120
+
+
+def _hold_key(turn: LiveTurn, side: str) -> str:
+    return f"live:generating:{turn.pk}:{side}"
+
+
+def _hold_take(turn: LiveTurn, side: str) -> str | None:
+    """Take the side for one generation; a token for renewing and releasing it, or None
+    when another generation holds it. A lock in the cache (Redis in production: shared
+    by every web process), as the dashboards' refresh lock (insights/cache.py): a stream
+    starting is no reason to write to the database, and the hold is worth nothing once
+    its generation is gone."""
+    token = secrets.token_hex(8)
+    return token if cache.add(_hold_key(turn, side), token, LIVE_GENERATION_HOLD_SECONDS) else None
+
+
+def _hold_renew(turn: LiveTurn, side: str, token: str) -> bool:
+    """Extend our hold; False only when another generation holds the side now (ours
+    lapsed and was taken). A hold that is simply gone (lapsed, or a cache that does not
+    answer) is taken again: stopping a generation that nobody else does would help no one."""
+    key = _hold_key(turn, side)
+    current = cache.get(key)
+    if current is None:
+        cache.add(key, token, LIVE_GENERATION_HOLD_SECONDS)
+        return True
+    if current != token:
+        return False
+    cache.touch(key, LIVE_GENERATION_HOLD_SECONDS)
+    return True
+
+
+def _hold_release(turn: LiveTurn, side: str, token: str) -> None:
+    key = _hold_key(turn, side)
+    if cache.get(key) == token:
+        cache.delete(key)
+
+
+def _stored_answer(turn: LiveTurn, side: str) -> Sample | None:
+    """The side's answer as stored now (another request may have stored it meanwhile)."""
+    field = "sample_a_id" if side == Side.A else "sample_b_id"
+    sample_id = LiveTurn.objects.filter(pk=turn.pk).values_list(field, flat=True).first()
+    return Sample.objects.filter(pk=sample_id).first() if sample_id else None
+
+
+def _replay(sample: Sample) -> Iterator[StreamEvent]:
+    if not sample_usable(sample):
+        yield StreamEvent(done=True, generation=Generation(text="", finish_reason=""), extra={"held": True})
+        return
+    yield StreamEvent(delta=sample.text)
+    yield StreamEvent(done=True, generation=Generation(text=sample.text, finish_reason=sample.finish_reason))
+
+
+def _busy() -> StreamEvent:
+    return StreamEvent(done=True, extra={"busy": True})
+
+
 def live_stream(*, turn: LiveTurn, side: str) -> Iterator[StreamEvent]:
     """Stream one answer of a live turn (``side`` in sample terms, A or B) and store it
     when complete. An answer already stored is replayed at once (a reload, a retry).
+
+    One generation per side at a time: opening the stream again while the answer is being
+    generated (a second tab, a reload, a script) starts nothing and gets one final event
+    with ``busy`` at once, holding no web thread; asked again later, it gets the stored
+    answer. The hold is a lock in the cache, renewed as the answer arrives
+    (``LIVE_GENERATION_HOLD_SECONDS``).
 
     Blind protocol: an answer that names a model or its maker (the project's identity
     terms) must not reach the annotator. The stream holds back the last characters (as
@@ -191,27 +260,47 @@ def live_stream(*, turn: LiveTurn, side: str) -> Iterator[StreamEvent]:
     answer as soon as a term matches; the answer is still generated and stored, flagged,
     for a lead to review, and the final event carries ``held``. A held answer is never
     replayed."""
-    version = turn.version_a if side == Side.A else turn.version_b
-    existing_id = turn.sample_a_id if side == Side.A else turn.sample_b_id
-    if existing_id:
-        sample = Sample.objects.get(pk=existing_id)
-        if not sample_usable(sample):
-            yield StreamEvent(done=True, generation=Generation(text="", finish_reason=""), extra={"held": True})
-            return
-        yield StreamEvent(delta=sample.text)
-        yield StreamEvent(done=True, generation=Generation(text=sample.text, finish_reason=sample.finish_reason))
+    stored = _stored_answer(turn, side)
+    if stored is not None:
+        yield from _replay(stored)
         return
+    hold = _hold_take(turn, side)
+    if hold is None:
+        yield _busy()
+        return
+    try:
+        stored = _stored_answer(turn, side)  # finished between the first look and the hold
+        if stored is not None:
+            yield from _replay(stored)
+            return
+        yield from _generate(turn, side, hold)
+    finally:
+        # Also when the client goes away mid-answer (the generator is closed): the next
+        # request may then start over.
+        _hold_release(turn, side, hold)
+
+
+def _generate(turn: LiveTurn, side: str, hold: str) -> Iterator[StreamEvent]:
+    version = turn.version_a if side == Side.A else turn.version_b
     seed = turn.seed_a if side == Side.A else turn.seed_b
     params = SamplingParams.model_validate({**(turn.params_a if side == Side.A else turn.params_b), "seed": seed})
     matcher = identity_matcher(turn.project.identity_terms)
     # A name still being written lies within the last characters; hold back as many as the
     # longest mention can take (its word boundary included).
-    hold = matcher.longest
+    hold_back = matcher.longest
     text, sent, held = "", 0, False
+    renew_at = timezone.now() + timedelta(seconds=LIVE_GENERATION_HOLD_SECONDS / 4)
+    events: Iterator[StreamEvent] | None = None
     try:
         adapter = _live_adapter(version)
         final: Generation | None = None
-        for event in adapter.stream(GenerationRequest(messages=turn.prompt.messages, params=params)):
+        events = adapter.stream(GenerationRequest(messages=turn.prompt.messages, params=params))
+        for event in events:
+            if timezone.now() >= renew_at:
+                if not _hold_renew(turn, side, hold):  # lapsed and taken by another request: that one answers
+                    yield _busy()
+                    return
+                renew_at = timezone.now() + timedelta(seconds=LIVE_GENERATION_HOLD_SECONDS / 4)
             if event.done:
                 final = event.generation
                 continue
@@ -222,7 +311,7 @@ def live_stream(*, turn: LiveTurn, side: str) -> Iterator[StreamEvent]:
             if matcher.matches(text):
                 held = True
                 continue
-            safe = max(sent, len(text) - hold)
+            safe = max(sent, len(text) - hold_back)
             if safe > sent:
                 yield StreamEvent(delta=text[sent:safe])
                 sent = safe
@@ -231,6 +320,12 @@ def live_stream(*, turn: LiveTurn, side: str) -> Iterator[StreamEvent]:
         field = "error_a" if side == Side.A else "error_b"
         LiveTurn.objects.filter(pk=turn.pk).update(**{field: message})
         raise LiveStreamFailed(message) from exc
+    finally:
+        # Stop the model's stream now, not when the garbage collector gets to it: a client
+        # that went away or a lost hold must not keep the server generating.
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
     assert final is not None
     sample = live_sample_store(turn=turn, side=side, generation=final)
     if held or not sample_usable(sample):

@@ -54,18 +54,27 @@ class ModelVersion(models.Model):
 
         from models_service.backends import (
             CONFIG_SCHEMAS,
+            OpenAIConfig,
             SamplingParams,
             pydantic_errors,
         )
+        from models_service.outbound import host_policy, url_refusal
 
         errors: dict[str, list[str]] = {}
         if not isinstance(self.config, dict):
             errors["config"] = ["must be an object"]
         elif self.backend in CONFIG_SCHEMAS:
             try:
-                CONFIG_SCHEMAS[self.backend].model_validate(self.config)
+                config = CONFIG_SCHEMAS[self.backend].model_validate(self.config)
             except PydanticError as exc:
                 errors["config"] = [f"{k}: {'; '.join(v)}" for k, v in pydantic_errors(exc).items()]
+            else:
+                # Where prompts and the key may go is the operator's call (MODEL_HOSTS_ALLOWED);
+                # the backend checks again, address by address, when it connects.
+                if isinstance(config, OpenAIConfig):
+                    refusal = url_refusal(config.base_url, host_policy())
+                    if refusal:
+                        errors["config"] = [f"base_url: {refusal}"]
         if not isinstance(self.default_sampling, dict):
             errors["default_sampling"] = ["must be an object"]
         else:

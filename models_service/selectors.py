@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from annotation.models import Comparison, Project, Round, Sample
 from models_service.models import LiveTurn, ModelVersion, SamplingFailure, SamplingJob
@@ -47,6 +47,17 @@ def model_version_list() -> QuerySet[ModelVersion]:
 
 def model_version_get(*, pk: int) -> ModelVersion | None:
     return model_version_list().filter(pk=pk).first()
+
+
+def model_version_in_use(*, version: ModelVersion) -> bool:
+    """A round names it (baseline, candidate, arena), or it has samples, sampling jobs or live turns."""
+    pk = version.pk
+    return (
+        Round.objects.filter(Q(baseline_id=pk) | Q(candidate_id=pk) | Q(arena_versions=pk)).exists()
+        or Sample.objects.filter(model_version_id=pk).exists()
+        or SamplingJob.objects.filter(model_version_id=pk).exists()
+        or LiveTurn.objects.filter(Q(version_a_id=pk) | Q(version_b_id=pk)).exists()
+    )
 
 
 def round_progress(*, round_: Round) -> RoundProgress:

@@ -1,5 +1,7 @@
-"""Test and benchmark support: a tiny, randomly initialised chat model built locally, and
-a real OpenAI-compatible server (``transformers serve``) started on a free local port.
+"""Test and benchmark support: a tiny, randomly initialised chat model built locally, a
+real OpenAI-compatible server (``transformers serve``) started on a free local port, and
+a small scripted one (``ScriptedServer``) for what a real server will not do on demand
+(fail with a body, redirect, count the requests it gets).
 
 Nothing here downloads anything: the tokenizer is trained on a few sentences, the
 weights are random. The web app never imports this module.
@@ -7,13 +9,17 @@ weights are random. The web app never imports this module.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +218,163 @@ class TransformersServer:
         return self.start(timeout=timeout)
 
     def __enter__(self) -> TransformersServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- A scripted OpenAI-compatible server -------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """One request the scripted server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Script:
+    """What the scripted server answers. ``status`` other than 200 answers every request
+    with that status, ``body`` and ``headers`` (a redirect: 307 and a Location header)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    answer: str = "Hello from the scripted server."
+    model: str = "scripted-model"
+    # Streams are sent in this many pieces, ``pause`` seconds apart.
+    pieces: int = 4
+    pause: float = 0.0
+    # Chat completions answered 200 with this body instead (not a completion at all).
+    raw: bytes | None = None
+    raw_type: str = "text/html"
+    # Streams end with an error event carrying this text (a server failing mid-answer).
+    stream_error: str = ""
+
+
+class ScriptedServer:
+    """A threaded ``http.server`` on 127.0.0.1 and a free port speaking enough of the
+    OpenAI API (``/v1/models``, ``/v1/chat/completions``, streamed or not) for the
+    ``openai`` backend, answering as ``script`` says and recording every request in
+    ``seen``. Use as a context manager."""
+
+    def __init__(self, script: Script | None = None):
+        self.script = script or Script()
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _record(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with server._lock:
+                    server.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
+                return body
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._record()
+                self._answer(None)
+
+            def do_POST(self) -> None:
+                self._answer(self._record())
+
+            def _answer(self, body: bytes | None) -> None:
+                script = server.script
+                if script.status != 200:
+                    self._send(script.status, script.body, {"Content-Type": "text/plain", **script.headers})
+                    return
+                if self.path.rstrip("/").endswith("/models"):
+                    data = {"object": "list", "data": [{"id": script.model, "object": "model"}]}
+                    self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
+                    return
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, b"not found", {"Content-Type": "text/plain"})
+                    return
+                if script.raw is not None:
+                    self._send(200, script.raw, {"Content-Type": script.raw_type})
+                    return
+                request = json.loads(body or b"{}")
+                if request.get("stream"):
+                    self._stream(script)
+                    return
+                completion = {
+                    "object": "chat.completion",
+                    "model": script.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": script.answer},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
+                }
+                self._send(200, json.dumps(completion).encode(), {"Content-Type": "application/json"})
+
+            def _stream(self, script: Script) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                size = max(1, -(-len(script.answer) // script.pieces))
+                try:
+                    for start in range(0, len(script.answer), size):
+                        chunk = {"choices": [{"index": 0, "delta": {"content": script.answer[start : start + size]}}]}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(script.pause)
+                    if script.stream_error:
+                        error = {"error": {"message": script.stream_error, "code": 500}}
+                        self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                        return
+                    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away
+                self.close_connection = True
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="scripted-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def completions(self) -> list[Seen]:
+        """The chat completion requests received so far."""
+        with self._lock:
+            return [s for s in self.seen if s.path.rstrip("/").endswith("/chat/completions")]
+
+    def start(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

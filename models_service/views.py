@@ -262,10 +262,14 @@ def live_turn(request: HtmxHttpRequest, slug: str, turn_id: int) -> HttpResponse
 
 
 HELD_MESSAGE = "This answer was held back for a lead to review. Start a new prompt."
+BUSY_MESSAGE = "This answer is being written in another window; it appears here when it is complete."
+# How long a browser waits before asking again for an answer another request is generating.
+BUSY_RETRY_MS = 2000
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def _sse(event: str, data: dict[str, Any], *, retry_ms: int | None = None) -> bytes:
+    retry = f"retry: {retry_ms}\n" if retry_ms is not None else ""
+    return f"{retry}event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 @login_required
@@ -273,7 +277,12 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 def live_stream(request: HtmxHttpRequest, slug: str, turn_id: int, side: str) -> StreamingHttpResponse:
     """One answer of a turn as server-sent events: ``delta`` pieces, then ``done`` (or
     ``failed``, or ``held`` for an answer kept from annotators). Named ``failed``, not
-    ``error``: a browser's EventSource uses "error" for a broken connection."""
+    ``error``: a browser's EventSource uses "error" for a broken connection.
+
+    While another request generates this answer, the stream is one ``busy`` event with a
+    ``retry`` delay and ends at once: the browser's EventSource reconnects after it by
+    itself and then gets the stored answer (static/js/live.js). No second generation, and
+    no web thread waits on the first."""
     project = _live_project(request, slug)
     turn = _turn_or_404(request, project, turn_id)
     if side not in ("left", "right"):
@@ -284,7 +293,9 @@ def live_stream(request: HtmxHttpRequest, slug: str, turn_id: int, side: str) ->
         yield b": stream open\n\n"  # headers and a first byte out at once, before the model starts
         try:
             for event in live_mode.live_stream(turn=turn, side=sample_side):
-                if event.done and event.extra.get("held"):
+                if event.done and event.extra.get("busy"):
+                    yield _sse("busy", {"message": BUSY_MESSAGE}, retry_ms=BUSY_RETRY_MS)
+                elif event.done and event.extra.get("held"):
                     # Never say why: that would tell the annotator the answer named its model.
                     yield _sse("held", {"message": HELD_MESSAGE})
                 elif event.done:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -62,13 +62,20 @@ class SamplingParams(BaseModel):
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The settings that decide where prompts (and keys) go, or what code runs: only a
+    # superuser changes them on an existing version (models_service/services.py).
+    endpoint_fields: ClassVar[tuple[str, ...]] = ()
+
 
 class OpenAIConfig(_Config):
     """An OpenAI-compatible server. The API key is never stored: ``api_key_env`` names the
     environment variable of the worker (and web) process that holds it. Only names ending
     in ``_API_KEY`` are accepted: whoever edits a version must not be able to have another
     secret of the process (``SECRET_KEY``, ``DATABASE_URL``, storage keys) sent to a
-    server of their choosing."""
+    server of their choosing. The server's host must be one the operator allows
+    (``MODEL_HOSTS_ALLOWED``, models_service/outbound.py)."""
+
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("base_url", "api_key_env", "model")
 
     base_url: str = Field(..., description="e.g. http://vllm:8000/v1")
     model: str = Field("", max_length=500, description="Model name to request; default: the server's first model.")
@@ -90,29 +97,42 @@ class OpenAIConfig(_Config):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
+        from models_service.outbound import url_shape_refusal
+
         value = value.strip().rstrip("/")
         if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
             raise ValueError("must be an http:// or https:// URL, e.g. http://vllm:8000/v1")
+        refusal = url_shape_refusal(value)
+        if refusal:
+            raise ValueError(refusal)
         return value
 
 
 class VLLMConfig(_Config):
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("model",)
+
     model: str = Field(..., min_length=1, max_length=1000, description="Checkpoint directory or Hub id.")
     tensor_parallel_size: int = Field(1, ge=1, le=64)
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     max_model_len: int | None = Field(None, ge=16)
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with the checkpoint; only a superuser may switch it on."
+    )
     enforce_eager: bool = False
     batch_size: int = Field(256, ge=1, le=100_000, description="Prompts handed to the engine at once.")
 
 
 class TransformersConfig(_Config):
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("model_dir",)
+
     model_dir: str = Field(..., min_length=1, max_length=1000, description="A local model directory.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     batch_size: int = Field(16, ge=1, le=1024)
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with the model directory; only a superuser may switch it on."
+    )
 
 
 class ImportedConfig(_Config):

@@ -11,11 +11,20 @@ Requests run concurrently (threads) under a per-version limit shared by everythi
 the process (batch sampling and live streams alike); failed requests are retried on
 connection errors, timeouts, 408/429 and 5xx, with exponential backoff and jitter
 (honouring ``Retry-After``).
+
+Connections go only where the outbound policy allows (models_service/outbound.py): the
+URL is checked when the adapter is built, every address the host resolves to when a
+connection opens, redirects are never followed and no proxy of the environment is used.
+Error messages say what failed (a status code, a timeout, a refusal) but never repeat what
+the server answered: they reach leads' pages, and a server that is not a model server
+(an internal address) must not be read through them. The answer goes to the log, cut short.
 """
 
 from __future__ import annotations
 
+import http
 import json
+import logging
 import os
 import random
 import threading
@@ -35,6 +44,9 @@ from models_service.backends import (
     OpenAIConfig,
     StreamEvent,
 )
+from models_service.outbound import HostPolicy, HostRefused, PolicyTransport, host_policy, url_refusal
+
+logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -58,20 +70,15 @@ class RequestFailed(Exception):
         self.retry_after = retry_after
 
 
-def _server_message(response: httpx.Response) -> str:
+# How much of a refused answer goes to the log (never to a page).
+LOGGED_BODY_CHARS = 500
+
+
+def _status(code: int) -> str:
     try:
-        body = response.json()
+        return f"HTTP {code} {http.HTTPStatus(code).phrase}"
     except ValueError:
-        return response.text.strip()[:300]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
-        if body.get("detail"):
-            return str(body["detail"])[:300]
-        if isinstance(error, str):
-            return error[:300]
-    return json.dumps(body)[:300]
+        return f"HTTP {code}"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -82,16 +89,48 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _body_for_log(response: httpx.Response) -> str:
+    """The start of the server's answer, for the log only (a stream is read no further)."""
+    try:
+        if response.is_stream_consumed or response.is_closed:
+            raw = response.content
+        else:
+            raw = b""
+            for chunk in response.iter_bytes():
+                raw += chunk
+                if len(raw) >= LOGGED_BODY_CHARS:
+                    break
+    except (httpx.HTTPError, httpx.StreamError):
+        return "(unreadable)"
+    return raw[:LOGGED_BODY_CHARS].decode("utf-8", "replace")
+
+
 def _check(response: httpx.Response) -> None:
-    if response.status_code < 400:
+    code = response.status_code
+    if code < 300:
         return
-    response.read()
-    message = f"HTTP {response.status_code} from {response.request.url}: {_server_message(response)}"
-    raise RequestFailed(message, retryable=response.status_code in RETRY_STATUSES, retry_after=_retry_after(response))
+    url = response.request.url
+    logger.warning("model server %s answered %s: %r", url, code, _body_for_log(response))
+    if code < 400:
+        # Redirects are not followed: the target could be any host, the policy's or not.
+        raise RequestFailed(
+            f"{_status(code)} from {url}: the server redirects elsewhere and redirects are not followed; "
+            "set base_url to the server's own address",
+            retryable=False,
+        )
+    raise RequestFailed(
+        f"{_status(code)} from {url}", retryable=code in RETRY_STATUSES, retry_after=_retry_after(response)
+    )
 
 
 def _describe(exc: httpx.HTTPError) -> str:
+    """A failed request in words. Timeouts and connection errors are the client's own
+    words; protocol errors may quote what the remote sent (h11 quotes a bad status line),
+    so they only say what kind of error it was."""
     kind = type(exc).__name__
+    if isinstance(exc, (httpx.ProtocolError, httpx.DecodingError)):
+        logger.warning("model server: %s: %s", kind, str(exc)[:LOGGED_BODY_CHARS])
+        return f"{kind}: the server's answer is not valid HTTP"
     detail = str(exc).strip() or "no detail"
     return f"{kind}: {detail}"[:500]
 
@@ -99,8 +138,13 @@ def _describe(exc: httpx.HTTPError) -> str:
 class OpenAICompatBackend:
     name = "openai"
 
-    def __init__(self, config: OpenAIConfig, *, key: str = ""):
+    def __init__(self, config: OpenAIConfig, *, key: str = "", policy: HostPolicy | None = None):
         self.config = config
+        # The policy of the settings unless given (a script without Django settings gives its own).
+        self.policy = host_policy() if policy is None else policy
+        refusal = url_refusal(config.base_url, self.policy)
+        if refusal:
+            raise HostRefused(f"refused by the outbound policy: {refusal}")
         self._limit = _limit(key or config.base_url + "|" + config.model, config.max_concurrency)
         self._model = config.model
         self._model_lock = threading.Lock()
@@ -110,14 +154,16 @@ class OpenAICompatBackend:
             if not api_key:
                 raise BackendUnavailable(f"environment variable {config.api_key_env} (the API key) is not set")
             headers["Authorization"] = f"Bearer {api_key}"
+        limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency)
         self._client = httpx.Client(
             base_url=config.base_url + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
-            ),
+            transport=PolicyTransport(self.policy, limits=limits),
             follow_redirects=False,
+            # No proxies, .netrc or other settings from the environment: a proxy would
+            # make the connection the policy checks, to wherever it is told.
+            trust_env=False,
         )
 
     # --- plumbing ------------------------------------------------------------------------
@@ -136,6 +182,8 @@ class OpenAICompatBackend:
         while True:
             try:
                 return call()
+            except HostRefused as exc:
+                failure = RequestFailed(str(exc), retryable=False)
             except httpx.HTTPError as exc:
                 failure = RequestFailed(_describe(exc), retryable=True)
             except RequestFailed as exc:
@@ -211,9 +259,8 @@ class OpenAICompatBackend:
                 text = choice.get("text") or ""
             usage = data.get("usage") or {}
         except (ValueError, LookupError, TypeError, AttributeError) as exc:
-            raise RequestFailed(
-                f"the server's answer is not a chat completion: {response.text[:200]}", retryable=True
-            ) from exc
+            logger.warning("model server %s: not a chat completion: %r", response.request.url, _body_for_log(response))
+            raise RequestFailed("the server's answer is not a chat completion", retryable=True) from exc
         return Generation(
             text=str(text),
             finish_reason=str(choice.get("finish_reason") or ""),
@@ -257,6 +304,15 @@ class OpenAICompatBackend:
                 response = manager.__enter__()
                 try:
                     _check(response)
+                    content_type = response.headers.get("content-type", "").lower()
+                    if not content_type.startswith("text/event-stream"):
+                        logger.warning(
+                            "model server %s: not an event stream (%s): %r",
+                            response.request.url,
+                            content_type,
+                            _body_for_log(response),
+                        )
+                        raise RequestFailed("the server's answer is not an event stream", retryable=False)
                 except BaseException:
                     manager.__exit__(None, None, None)
                     raise
@@ -274,9 +330,12 @@ class OpenAICompatBackend:
                     if not isinstance(chunk, dict):
                         continue
                     if chunk.get("error"):
-                        error = chunk["error"]
-                        message = error.get("message") if isinstance(error, dict) else str(error)
-                        raise RequestFailed(f"the server failed mid-answer: {message}", retryable=True)
+                        logger.warning(
+                            "model server %s failed mid-answer: %r",
+                            response.request.url,
+                            str(chunk["error"])[:LOGGED_BODY_CHARS],
+                        )
+                        raise RequestFailed("the server reported an error mid-answer", retryable=True)
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                     for choice in chunk.get("choices") or []:

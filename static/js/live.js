@@ -6,6 +6,11 @@
  * it comes. When both panes are done the judgment form is fetched into #judge-slot (htmx
  * handles its submission). A pane that fails offers "Try again": the server replays an
  * answer it already stored, or asks the model again.
+ *
+ * One generation per answer at a time (models_service/live.py): while another request
+ * generates it (a second tab, a reload before the first stream noticed), the server sends
+ * "busy" with a retry delay and closes the stream. The pane then waits and lets EventSource
+ * reconnect by itself; the next connection gets the stored answer.
  */
 (function () {
   "use strict";
@@ -48,11 +53,16 @@
     pane.append(box);
   }
 
+  // Reconnections after "busy" before the pane gives up (at the server's 2 s delay: minutes).
+  const MAX_BUSY_WAITS = 150;
+
   function stream(pane) {
     const out = pane.querySelector("[data-pane-text]");
     out.textContent = "";
     setState(pane, "writing…", true);
     let finished = false;
+    let waiting = false; // the last event was "busy": the connection's end is expected
+    let busyWaits = 0;
     // The browser's own EventSource reads the stream. It reconnects by itself when a
     // stream ends, and a stored answer would then be replayed: every final event closes it.
     const source = new EventSource(pane.dataset.streamUrl);
@@ -61,7 +71,14 @@
       source.close();
     }
     source.addEventListener("delta", (event) => {
+      waiting = false;
       out.append(document.createTextNode(JSON.parse(event.data).text));
+    });
+    source.addEventListener("busy", () => {
+      // Written by another request: what this pane showed of it so far is not the answer.
+      waiting = true;
+      out.textContent = "";
+      setState(pane, "writing (in another window)…", true);
     });
     source.addEventListener("done", (event) => {
       finish();
@@ -88,6 +105,12 @@
     source.addEventListener("error", () => {
       // The connection itself (no event from the server): a dropped stream or a refusal.
       if (finished) return;
+      // After "busy" the server closes the stream on purpose; EventSource reconnects after
+      // the retry delay unless the answer was an HTTP error (then it is CLOSED).
+      if (waiting && source.readyState === EventSource.CONNECTING && busyWaits < MAX_BUSY_WAITS) {
+        busyWaits += 1; // every end of a connection while waiting, failed reconnections included
+        return;
+      }
       finish();
       fail(pane, out.textContent ? "The answer broke off before it was complete." : "The answer could not be loaded.");
     });

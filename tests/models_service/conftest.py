@@ -1,6 +1,10 @@
 """Fixtures of the models service tests: a tiny randomly initialised chat model, built
 once per session, and a real OpenAI-compatible server (``transformers serve``) on
-127.0.0.1 serving it. Nothing is downloaded (HF_HUB_OFFLINE=1)."""
+127.0.0.1 serving it. Nothing is downloaded (HF_HUB_OFFLINE=1).
+
+The test settings are production's, where no model host is allowed: these tests list
+127.0.0.1, where their servers run, and nothing else (tests/models_service/test_outbound.py
+changes the list per test)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from models_service.testing import TransformersServer, build_tiny_chat_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+TEST_MODEL_HOSTS = ["127.0.0.1"]
+
+
+@pytest.fixture(autouse=True)
+def model_hosts_allowed(settings):
+    settings.MODEL_HOSTS_ALLOWED = list(TEST_MODEL_HOSTS)
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,8 @@ def test_a_lead_lists_and_releases_flagged_samples(lee, maya, project, versions,
     assert refused.status_code == 400 and "not flagged" in str(refused.json())
 
 
-def test_model_versions_api_checks_the_backend_config_field_by_field(maya):
+def test_model_versions_api_checks_the_backend_config_field_by_field(maya, settings):
+    settings.MODEL_HOSTS_ALLOWED = ["vllm"]
     client = token_client(maya)
     response = client.post(
         reverse("models_service_api:model-version-list"),
