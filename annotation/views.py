@@ -7,7 +7,6 @@ htmx requests get a named partial of the same page template.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +14,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import EmptyPage, Paginator
-from django.db import DatabaseError, connection
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.roles import ROLE_LABELS, Role, has_role
@@ -43,8 +40,6 @@ from annotation.judging import client_rules, judgment_submit
 from annotation.models import Assignment, Project, Round, RoundStatus
 from annotation.selectors import comparison_list, project_get, project_list, round_list
 from core.http import HtmxHttpRequest
-
-logger = logging.getLogger(__name__)
 
 ANY_ROLE = (Role.ANNOTATOR, Role.LEAD, Role.ML_ENGINEER)
 PAIRS_PER_PAGE = 20
@@ -69,23 +64,6 @@ def _project_or_404(request: HtmxHttpRequest, slug: str) -> Project:
     if project is None:
         raise Http404("no such project")
     return project
-
-
-# --- Health --------------------------------------------------------------------------
-
-
-@never_cache
-@require_safe
-def healthz(request: HtmxHttpRequest) -> JsonResponse:
-    """For load balancers and orchestrators: no login, one trivial query."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DatabaseError:
-        logger.exception("healthz: the database did not answer")
-        return JsonResponse({"status": "error", "database": "error"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
 
 
 # --- Home and projects -----------------------------------------------------------------

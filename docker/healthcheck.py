@@ -1,7 +1,12 @@
-"""HTTP health check for the web container: GET /healthz on the local gunicorn.
+"""HTTP health check for the web container: GET /healthz?require=database on the local gunicorn.
 
 Exit 0 on HTTP 200, 1 otherwise (Docker's HEALTHCHECK / compose healthcheck contract).
 Standard library only: the slim image has no curl.
+
+Only the database is required here (core/health.py): the web container is healthy when
+it can serve pages from its database. Redis (cache, broker) and the workers are still
+reported in the answer, but a Redis or worker outage must not mark web unhealthy and
+have it restarted - that mends nothing, and annotators keep working without them.
 
 Two production settings would otherwise turn a healthy site into a failing check:
 - ALLOWED_HOSTS: the request carries the first configured host name as its Host header
@@ -18,7 +23,7 @@ import os
 import sys
 
 PORT = int(os.environ.get("HEALTHCHECK_PORT", "8000"))
-PATH = os.environ.get("HEALTHCHECK_PATH", "/healthz")
+PATH = os.environ.get("HEALTHCHECK_PATH", "/healthz?require=database")
 
 
 def host_header() -> str:

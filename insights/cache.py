@@ -31,6 +31,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from core.cache import cache_is_down
+
 logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 3600  # entries are also checked against the data on every read
@@ -189,6 +191,10 @@ def cached(
     key = "dash:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
     current = project_fingerprint(project_id) if fingerprint is None else fingerprint
     entry = cache.get(key)
+    if entry is None and cache_is_down():
+        # Redis is away (core/cache.py): a background refresh could store nothing and a
+        # page would poll for ever, so the numbers are computed for this request.
+        return compute()
     if isinstance(entry, _Entry):
         if entry.fingerprint == current:
             return entry.value

@@ -36,6 +36,7 @@ from pydantic import ValidationError as PydanticError
 
 from annotation.models import Comparison, PairingStrategy, Project, Prompt, Round, RoundStatus, Sample
 from annotation.services import open_rounds_forget
+from core.tasks import QUEUE_UNREACHABLE, Heartbeat, heartbeat_every, task_queue
 from core.text import identity_matcher, text_clean, text_hash
 from models_service.arms import (
     Arm,
@@ -65,23 +66,45 @@ batch_sampled = Signal()
 # --- Starting sampling ---------------------------------------------------------------------
 
 
-def _queue(job_ids: list[int]) -> None:
+def _queue(job_ids: list[int]) -> list[int]:
+    """Queue the jobs' tasks; returns those queued. With the broker unreachable the rest
+    stay pending with a note that says why (their ``error`` until a worker claims them),
+    the request that started them succeeds, and the sweeper
+    (``tasks.requeue_abandoned_sampling``) queues them once the broker is back."""
     from models_service.tasks import sample_job
 
+    queued: list[int] = []
     for job_id in job_ids:
-        sample_job.delay(job_id)
+        if not task_queue(sample_job, job_id):
+            break  # one timeout is enough: the others would wait for it too
+        queued.append(job_id)
+    waiting = SamplingJob.objects.filter(status=JobStatus.PENDING)
+    if queued:
+        waiting.filter(pk__in=queued, error=QUEUE_UNREACHABLE).update(error="")
+    if len(queued) < len(job_ids):
+        waiting.filter(pk__in=job_ids[len(queued) :]).update(error=QUEUE_UNREACHABLE)
+    return queued
 
 
-def sampling_jobs_abandoned(*, limit: int) -> list[int]:
-    """Jobs no worker is on: queued, or running, without a sign of life (creation or
-    heartbeat) for longer than ``SAMPLING_STALE_SECONDS``."""
+def sampling_jobs_stale(*, limit: int) -> list[int]:
+    """Running jobs whose heartbeat is older than ``SAMPLING_STALE_SECONDS``: their worker died."""
     stale_before = timezone.now() - timedelta(seconds=settings.SAMPLING_STALE_SECONDS)
-    quiet = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
     return list(
-        SamplingJob.objects.filter(
-            Q(status=JobStatus.PENDING, created_at__lt=stale_before) & quiet
-            | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
-        )
+        SamplingJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def sampling_jobs_waiting(*, limit: int) -> list[int]:
+    """Pending jobs no task will start: their queueing failed (the broker was down), or
+    they were queued, with no sign of life since, longer than
+    ``JOB_PENDING_REQUEUE_SECONDS`` ago (the message was lost)."""
+    queued_before = timezone.now() - timedelta(seconds=settings.JOB_PENDING_REQUEUE_SECONDS)
+    quiet = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=queued_before)
+    return list(
+        SamplingJob.objects.filter(Q(error=QUEUE_UNREACHABLE) | (Q(created_at__lt=queued_before) & quiet))
+        .filter(status=JobStatus.PENDING)
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
@@ -290,6 +313,16 @@ def sampling_job_run(*, job_id: int, resume: bool = False) -> SamplingJob | None
     project = round_.project
     adapter: BackendAdapter | None = None
     stopped = ""
+    # Beats while the model loads and between batches too: only a dead worker's job goes stale.
+    heartbeat = Heartbeat(
+        lambda: bool(
+            SamplingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, runs=job.runs).update(
+                heartbeat_at=timezone.now()
+            )
+        ),
+        every=heartbeat_every(settings.SAMPLING_STALE_SECONDS),
+        name=f"sampling job {job_id}",
+    ).start()
     try:
         arms = round_arms(round_)
         arm = _arm_of(job, arms)
@@ -316,6 +349,7 @@ def sampling_job_run(*, job_id: int, resume: bool = False) -> SamplingJob | None
         stopped = f"the job stopped: {type(exc).__name__}: {exc}"[:4000]
         raise
     finally:
+        heartbeat.stop()
         if adapter is not None:
             try:
                 adapter.close()

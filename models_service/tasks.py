@@ -47,15 +47,29 @@ REQUEUE_BATCH = 100
 
 @shared_task(name="models_service.tasks.requeue_abandoned_sampling", ignore_result=True)
 def requeue_abandoned_sampling() -> int:
-    """Celery beat, every minute, on the ``default`` queue (its own route): queue again the
-    sampling jobs no task will run - the queued message was lost (Redis restarted without
-    persistence) or the worker died and its re-delivery is gone. A job found here is queued
-    at most once per ``SAMPLING_STALE_SECONDS``; a duplicate delivery only fills in what is
+    """Celery beat, every ``JOB_SWEEP_SECONDS``, on the ``default`` queue (its own route):
+    queue again the sampling jobs no task will run - running jobs whose heartbeat is
+    older than ``SAMPLING_STALE_SECONDS`` (the worker died; at most once per that
+    window), jobs whose queueing failed (the broker was down; queued as soon as it
+    answers) and jobs queued longer than ``JOB_PENDING_REQUEUE_SECONDS`` ago (the message
+    was lost; at most once per that window). A duplicate delivery only fills in what is
     missing, so it is harmless."""
-    return requeue_once(
-        sample_job,
-        sampling.sampling_jobs_abandoned(limit=REQUEUE_BATCH),
+
+    def queue(job_id: int) -> bool:
+        return bool(sampling._queue([job_id]))
+
+    stale = requeue_once(
+        queue,
+        sampling.sampling_jobs_stale(limit=REQUEUE_BATCH),
         kind="sampling",
         window=settings.SAMPLING_STALE_SECONDS,
         log=logger,
     )
+    waiting = requeue_once(
+        queue,
+        sampling.sampling_jobs_waiting(limit=REQUEUE_BATCH),
+        kind="sampling-pending",
+        window=settings.JOB_PENDING_REQUEUE_SECONDS,
+        log=logger,
+    )
+    return stale + waiting

@@ -1,18 +1,21 @@
 """Writes for exports: create and cancel jobs, and build a job's files (the worker's part).
 
 ``export_job_create`` validates everything a job asks for and queues the task after
-commit; ``export_job_run`` claims the job with a conditional update (docs/style.md),
+commit (``export_job_queue``: a broker that is down leaves the job waiting, not the
+request failing); ``export_job_run`` claims the job with a conditional update (docs/style.md),
 streams judgments in batches (selectors), turns them into rows (builders), writes
 shards under temporary names (writers), renames them, and records the files with
 their SHA-256. Progress, heartbeat and the cancellation check are one conditional
 UPDATE per batch: a job cancelled (or taken over after its worker died) stops at the
-next batch and leaves no files behind.
+next batch and leaves no files behind. A thread beats the heartbeat in between
+(``core.tasks.Heartbeat``), so a job is stale only when its worker is gone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -29,6 +32,7 @@ from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
 from annotation.models import Project, Round
+from core.tasks import QUEUE_UNREACHABLE, Heartbeat, heartbeat_every, task_queue
 from insights.reports import flagged_annotator_ids
 from rlhf_export.builders import BuildContext, RowBuilder, schema_for
 from rlhf_export.models import (
@@ -184,21 +188,43 @@ def export_job_create(
     )
     job.storage_prefix = f"{settings.EXPORT_STORAGE_PREFIX}/job-{job.pk}"
     job.save(update_fields=["storage_prefix"])
-    from rlhf_export.tasks import export_job_run_task
-
     job_id = job.pk
-    transaction.on_commit(lambda: export_job_run_task.delay(job_id))
+    transaction.on_commit(lambda: export_job_queue(job_id=job_id))
     return job
 
 
-def export_jobs_abandoned(*, limit: int) -> list[int]:
-    """Jobs no worker is on: pending for longer than ``EXPORT_STALE_SECONDS`` (the queued
-    message was lost) or running with a heartbeat older than that (the worker died)."""
+def export_job_queue(*, job_id: int) -> bool:
+    """Queue the job's task. With the broker unreachable the request that created the
+    job still succeeds: the job stays pending with a note that says why (its ``error``
+    until a worker claims it) and the sweeper (``tasks.requeue_abandoned_exports``)
+    queues it once the broker is back. Returns whether the task was queued."""
+    from rlhf_export.tasks import export_job_run_task
+
+    waiting = ExportJob.objects.filter(pk=job_id, status=ExportStatus.PENDING)
+    if task_queue(export_job_run_task, job_id):
+        waiting.filter(error=QUEUE_UNREACHABLE).update(error="")
+        return True
+    waiting.update(error=QUEUE_UNREACHABLE)
+    return False
+
+
+def export_jobs_stale(*, limit: int) -> list[int]:
+    """Running jobs whose heartbeat is older than ``EXPORT_STALE_SECONDS``: their worker died."""
     stale_before = timezone.now() - timedelta(seconds=settings.EXPORT_STALE_SECONDS)
     return list(
+        ExportJob.objects.filter(status=ExportStatus.RUNNING, heartbeat_at__lt=stale_before)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def export_jobs_waiting(*, limit: int) -> list[int]:
+    """Pending jobs no task will start: their queueing failed (the broker was down), or
+    they were queued longer than ``JOB_PENDING_REQUEUE_SECONDS`` ago (the message was lost)."""
+    queued_before = timezone.now() - timedelta(seconds=settings.JOB_PENDING_REQUEUE_SECONDS)
+    return list(
         ExportJob.objects.filter(
-            Q(status=ExportStatus.PENDING, created_at__lt=stale_before)
-            | Q(status=ExportStatus.RUNNING, heartbeat_at__lt=stale_before)
+            Q(error=QUEUE_UNREACHABLE) | Q(created_at__lt=queued_before), status=ExportStatus.PENDING
         )
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
@@ -243,6 +269,20 @@ def _claim(job_id: int) -> ExportJob | None:
         ExportJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
         job.started_at = now
     return job
+
+
+def _beat(job: ExportJob) -> Callable[[], bool]:
+    """The heartbeat thread's update: between batches too (a big shard's upload, a slow
+    first query), so that only a dead worker's job looks stale."""
+
+    def beat() -> bool:
+        return bool(
+            ExportJob.objects.filter(pk=job.pk, status=ExportStatus.RUNNING, attempt=job.attempt).update(
+                heartbeat_at=timezone.now()
+            )
+        )
+
+    return beat
 
 
 def _still_ours(job: ExportJob, **fields: Any) -> None:
@@ -294,7 +334,8 @@ def export_job_run(*, job_id: int) -> RunOutcome:
     sink = Sink(storage=export_storage(), prefix=job.storage_prefix, attempt=job.attempt, job_id=job.pk)
     committed: list[str] = []
     try:
-        _build(job, sink, committed)
+        with Heartbeat(_beat(job), every=heartbeat_every(settings.EXPORT_STALE_SECONDS), name=f"export {job.pk}"):
+            _build(job, sink, committed)
     except ExportCancelled:
         logger.info("export %s: cancelled (or taken over) at attempt %s", job.pk, job.attempt)
         _cleanup_if_not_ours(job, sink, committed)

@@ -46,18 +46,36 @@ REQUEUE_BATCH = 100
 
 @shared_task(name="rlhf_export.tasks.requeue_abandoned_exports", ignore_result=True)
 def requeue_abandoned_exports() -> int:
-    """Celery beat, every minute: queue again the jobs that no task will run.
+    """Celery beat, every ``JOB_SWEEP_SECONDS``: queue again the jobs that no task will run.
 
-    A killed worker's task is re-delivered (acks_late), but a message can still be lost:
-    Redis restarted without persistence, or the re-delivered task gave up retrying while a
-    dead worker's heartbeat was not stale yet. Without this a job would stay "pending" or
-    "running" for ever. A job found here is queued at most once per
-    ``EXPORT_STALE_SECONDS``; a duplicate delivery is harmless (the claim is conditional).
+    - Running jobs whose heartbeat is older than ``EXPORT_STALE_SECONDS``: the worker
+      died (a SIGKILL, a lost machine). The re-delivery of a killed pool process's task
+      (acks_late) may get there first; a worker killed as a whole leaves its message
+      unacknowledged until the broker's visibility timeout (hours), so this is what
+      takes such a job over. At most once per ``EXPORT_STALE_SECONDS`` per job.
+    - Pending jobs whose queueing failed (the broker was down when they were created):
+      queued as soon as the broker answers, which it does when this task runs.
+    - Pending jobs queued longer than ``JOB_PENDING_REQUEUE_SECONDS`` ago: the message
+      may be lost (Redis restarted without persistence). At most once per that window.
+
+    A duplicate delivery is harmless (the claim is conditional).
     """
-    return requeue_once(
-        export_job_run_task,
-        services.export_jobs_abandoned(limit=REQUEUE_BATCH),
+
+    def queue(job_id: int) -> bool:
+        return services.export_job_queue(job_id=job_id)
+
+    stale = requeue_once(
+        queue,
+        services.export_jobs_stale(limit=REQUEUE_BATCH),
         kind="export",
         window=settings.EXPORT_STALE_SECONDS,
         log=logger,
     )
+    waiting = requeue_once(
+        queue,
+        services.export_jobs_waiting(limit=REQUEUE_BATCH),
+        kind="export-pending",
+        window=settings.JOB_PENDING_REQUEUE_SECONDS,
+        log=logger,
+    )
+    return stale + waiting

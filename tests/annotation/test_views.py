@@ -7,7 +7,6 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import DatabaseError
 from django.urls import reverse
 
 from annotation.models import Round
@@ -73,24 +72,6 @@ def test_anonymous_users_are_redirected_to_login(client, round_, name):
     response = client.get(url)
     assert response.status_code == 302
     assert response["Location"] == f"{reverse('login')}?next={url}"
-
-
-def test_healthz_answers_without_login(client, db):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
-    assert "no-cache" in response["Cache-Control"]
-
-
-def test_healthz_answers_503_when_the_database_fails(client, db, monkeypatch):
-    class DownDatabase:
-        def cursor(self):
-            raise DatabaseError("connection refused")
-
-    monkeypatch.setattr("annotation.views.connection", DownDatabase())
-    response = client.get("/healthz")
-    assert response.status_code == 503
-    assert response.json() == {"status": "error", "database": "error"}
 
 
 # --- Home and project ----------------------------------------------------------------

@@ -144,7 +144,7 @@ def test_web_has_a_media_volume_and_a_healthcheck_on_healthz(services, compose):
     web = services["web"]
     assert any(v.split(":")[0] in compose["volumes"] and ":/data/media" in v for v in web["volumes"])
     assert "healthcheck.py" in healthcheck_words(web)
-    assert '"/healthz"' in HEALTHCHECK.read_text()
+    assert '"/healthz?require=database"' in HEALTHCHECK.read_text()  # Redis or a worker down: web stays up
 
 
 def test_worker_consumes_queue_default_and_gpu_worker_queue_gpu(services):
@@ -372,7 +372,7 @@ def test_the_healthcheck_passes_only_on_http_200_from_healthz(monkeypatch, statu
     finally:
         server.shutdown()
         server.server_close()
-    assert seen == {"path": "/healthz", "host": "prefdata.example.org", "proto": "https"}
+    assert seen == {"path": "/healthz?require=database", "host": "prefdata.example.org", "proto": "https"}
 
 
 def test_the_healthcheck_fails_when_nothing_listens(monkeypatch):

@@ -51,6 +51,7 @@ def test_check_deploy_is_clean_under_production_settings():
         ({"DATABASE_URL": "mysql://u@h/db"}, "supported are postgres"),
         ({"REDIS_URL": "http://redis"}, "must start with redis://"),
         ({"DB_CONN_MAX_AGE": "soon"}, "DB_CONN_MAX_AGE='soon' is not an integer"),
+        ({"HEALTHZ_REQUIRE": "database,disk"}, "HEALTHZ_REQUIRE names disk"),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_a_clear_message(env, message):
@@ -90,3 +91,18 @@ def test_redis_url_switches_to_a_real_celery_broker():
     result = django("shell", "--no-imports", "-c", code, **PROD)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "redis://redis.example.org:6379/0"]
+
+
+def test_with_redis_the_cache_fails_soft_and_healthz_requires_the_cache_and_the_broker(tmp_path):
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.CACHES['default']['BACKEND'], ','.join(s.HEALTHZ_REQUIRE), s.JOB_SWEEP_SECONDS, "
+        "s.EXPORT_STALE_SECONDS, s.SAMPLING_STALE_SECONDS)"
+    )
+    result = django("shell", "--no-imports", "-c", code, **PROD)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["core.cache.FailSoftRedisCache", "database,cache,broker", "15", "30", "30"]
+    # Embedded: a local-memory cache, tasks in-process, only the database is required.
+    embedded = django("shell", "--no-imports", "-c", code, DEBUG="1", VAR_DIR=str(tmp_path))
+    assert embedded.returncode == 0, embedded.stderr
+    assert embedded.stdout.split()[:2] == ["django.core.cache.backends.locmem.LocMemCache", "database"]

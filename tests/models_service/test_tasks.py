@@ -17,7 +17,7 @@ from tests.models_service.test_sampling import add_prompts, served_versions  # n
 
 def test_a_round_whose_queued_jobs_were_lost_is_sampled_by_the_sweeper(project, served_versions, settings):
     cache.clear()
-    settings.SAMPLING_STALE_SECONDS = 60
+    settings.JOB_PENDING_REQUEUE_SECONDS = 60
     add_prompts(project, 3)
     old, new = served_versions
     # Opened inside the test's transaction: the on-commit queueing never happens, as if

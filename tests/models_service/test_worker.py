@@ -20,7 +20,7 @@ from models_service.models import JobStatus, SamplingJob
 from models_service.rounds import round_create, round_open
 from models_service.services import model_version_create
 from tests.celery_worker import REDIS_URL, celery_worker, worker_env
-from tests.models_service.conftest import TINY_SAMPLING, openai_config
+from tests.models_service.conftest import TEST_MODEL_HOSTS, TINY_SAMPLING, openai_config
 from tests.models_service.test_sampling import add_prompts
 
 pytestmark = [
@@ -40,7 +40,7 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
     from models_service import sampling
 
     queue = f"sampling-test-{uuid.uuid4().hex[:8]}"
-    broker = Celery(broker=REDIS_URL)
+    broker = Celery(broker=REDIS_URL, set_as_current=False)  # the project's app stays current
     sent: list[int] = []
 
     def send(job_ids: list[int]) -> None:  # what _queue does, to the real broker
@@ -64,7 +64,12 @@ def test_a_real_worker_samples_the_round_opens_it_and_ignores_a_duplicate_messag
     round_ = round_open(round_=round_create(project=project, baseline=old, candidate=new))
     assert round_.status == RoundStatus.SAMPLING and len(sent) == 2
 
-    env = worker_env(drop=("SAMPLING_",), SAMPLING_BATCH_SIZE="5", HF_HUB_OFFLINE="1")
+    env = worker_env(
+        drop=("SAMPLING_", "MODEL_HOSTS_"),
+        SAMPLING_BATCH_SIZE="5",
+        HF_HUB_OFFLINE="1",
+        MODEL_HOSTS_ALLOWED=",".join(TEST_MODEL_HOSTS),
+    )
     with celery_worker(queue, env) as worker:
         deadline = time.monotonic() + 120
         while True:

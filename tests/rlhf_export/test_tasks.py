@@ -28,13 +28,13 @@ def test_a_job_whose_worker_died_for_good_is_queued_again_and_completes(project,
     assert requeue_abandoned_exports() == 0
 
 
-def test_a_pending_job_whose_message_was_lost_is_queued_again_once_per_stale_window(
+def test_a_pending_job_whose_message_was_lost_is_queued_again_once_per_requeue_window(
     project, maya, judged, settings, monkeypatch
 ):
     from rlhf_export import tasks
 
     cache.clear()
-    settings.EXPORT_STALE_SECONDS = 60
+    settings.JOB_PENDING_REQUEUE_SECONDS = 60
     queued: list[int] = []
     monkeypatch.setattr(tasks.export_job_run_task, "delay", queued.append)
     job = export_job_create(project=project, kind="dpo", created_by=maya)
@@ -66,7 +66,8 @@ def test_jobs_with_a_live_worker_or_finished_are_left_alone(project, maya, judge
     assert requeue_abandoned_exports() == 0 and queued == []
 
 
-def test_the_sweeper_is_scheduled_every_minute_on_the_default_queue():
+def test_the_sweeper_is_scheduled_every_few_seconds_on_the_default_queue():
     entry = django_settings.CELERY_BEAT_SCHEDULE["requeue-abandoned-exports"]
     assert entry["task"] == requeue_abandoned_exports.name
+    assert entry["schedule"] == django_settings.JOB_SWEEP_SECONDS < django_settings.EXPORT_STALE_SECONDS
     assert entry["options"]["queue"] == "default"

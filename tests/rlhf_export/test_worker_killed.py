@@ -89,7 +89,8 @@ def test_a_worker_killed_mid_export_is_retried_and_writes_the_same_files(project
     with celery_worker(queue, env) as worker:
         from celery import Celery
 
-        Celery(broker=REDIS_URL).send_task("rlhf_export.tasks.export_job_run_task", args=[job.pk], queue=queue)
+        broker = Celery(broker=REDIS_URL, set_as_current=False)  # the project's app stays current
+        broker.send_task("rlhf_export.tasks.export_job_run_task", args=[job.pk], queue=queue)
         seen_final: set[str] = set()
 
         def check_final_names() -> None:
