@@ -36,4 +36,5 @@ def healthz(request: HttpRequest) -> JsonResponse:
         errors = {field: list(messages) for field, messages in form.errors.items()}
         return JsonResponse({"status": "error", "errors": errors}, status=400)
     status, body = health_report(require=form.cleaned_data["require"])
-    return JsonResponse(body, status=status)
+    # Indented: people read it in a browser as often as probes parse it.
+    return JsonResponse(body, status=status, json_dumps_params={"indent": 2})

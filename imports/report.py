@@ -111,6 +111,26 @@ class ImportReport:
     labels_not_stored_at: list[LabelsNotStored] = field(default_factory=list)
     _places: dict[tuple[int | None, int | None], LabelsNotStored] = field(default_factory=dict, repr=False)
 
+    # How the counts read to people (the API keeps the keys).
+    COUNT_LABELS = {
+        "prompts": "prompts",
+        "samples": "answers",
+        "comparisons": "pairs",
+        "judgments": "labels",
+        "rounds": "rounds",
+        "identity_flagged_samples": "answers naming a model (held for review)",
+        "comparisons_held_back": "pairs held back (an answer names a model)",
+    }
+
+    def counts_for_people(self, bucket: str) -> list[tuple[str, int]]:
+        counts = self.created if bucket == "created" else self.existing
+        return [(self.COUNT_LABELS.get(name, name.replace("_", " ")), n) for name, n in counts.items()]
+
+    @property
+    def errors_in_file_order(self) -> list[RowError]:
+        """The errors by line (or item), whole-file ones first: as a reader goes through the file."""
+        return sorted(self.errors, key=lambda e: e.line or e.item or 0)
+
     def add(self, bucket: str, name: str, n: int = 1) -> None:
         target = self.created if bucket == "created" else self.existing
         if n:

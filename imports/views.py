@@ -119,6 +119,8 @@ def _render(
         "report": report,
         "report_round": report_round,
         "ignored_fields": sorted(report.ignored_fields) if report else [],
+        "created_counts": report.counts_for_people("created") if report else [],
+        "existing_counts": report.counts_for_people("existing") if report else [],
     }
     fragment = request.method != "POST" and request.htmx and not request.htmx.history_restore_request
     template = "imports/project_import.html#import-form" if fragment else "imports/project_import.html"

@@ -104,7 +104,9 @@ def test_the_lockout_holds_when_redis_is_down(client, alice, settings):
         cache.get("probe")
     lock_out(client, "alice")
     assert log_in(client, "alice", PASSWORD).status_code == 429
-    assert AccessAttempt.objects.get(username="alice").failures_since_start == LIMIT + 1
+    assert (
+        AccessAttempt.objects.get(username="alice").failures_since_start == LIMIT
+    )  # the try while locked is not counted
 
 
 def test_the_address_is_remote_addr_without_a_trusted_proxy(settings):
@@ -129,3 +131,14 @@ def test_guesses_with_a_fresh_forged_address_each_time_are_still_counted_togethe
     for i in range(LIMIT):
         log_in(client, "alice", "wrong-password", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}, 203.0.113.9")
     assert log_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.99, 203.0.113.9").status_code == 429
+
+
+def test_tries_during_a_lockout_do_not_extend_it(client, alice, settings):
+    lock_out(client, "alice")
+    locked_at = AccessAttempt.objects.get(username="alice").attempt_time
+    for password in ("wrong-password", PASSWORD, "wrong-again"):
+        assert log_in(client, "alice", password).status_code == 429
+    attempt = AccessAttempt.objects.get(username="alice")
+    assert attempt.attempt_time == locked_at and attempt.failures_since_start == LIMIT
+    AccessAttempt.objects.update(attempt_time=locked_at - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+    assert log_in(client, "alice", PASSWORD).status_code == 302

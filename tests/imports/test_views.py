@@ -27,7 +27,7 @@ def test_the_import_form_commits_a_good_llmbar_file_and_shows_counts(client, lee
     assert report.committed
     assert report.created == {"rounds": 1, "prompts": 2, "samples": 4, "comparisons": 2, "judgments": 2}
     assert "Imported" in html and "nothing was written" not in html
-    assert "New comparisons" in html
+    assert "New pairs" in html and "New answers" in html and "New labels" in html
     assert Comparison.objects.filter(round__project=project).count() == 2
     assert Judgment.objects.count() == 2
     round_ = Round.objects.get(pk=report.round_id)
@@ -48,7 +48,7 @@ def test_a_file_with_one_bad_line_shows_that_line_and_writes_nothing(client, lee
     assert response.status_code == 200
     assert not response.context["report"].committed
     assert "nothing was written" in html
-    assert '<td class="num">line 3</td><td><code>response_b</code></td><td>is required</td>' in html
+    assert '<td class="num">line 3</td><td class="error-field"><code>response_b</code></td><td>is required</td>' in html
     assert Prompt.objects.count() == 0
     assert Sample.objects.count() == 0
     assert Comparison.objects.count() == 0
@@ -216,3 +216,23 @@ def test_the_report_shows_the_labels_not_stored_and_where(client, lee, project):
     html = response.content.decode()
     assert "<dt>Labels not stored</dt><dd>1 of 2</dd>" in html
     assert "1 label not stored, on line 2" in html
+
+
+def test_the_report_says_in_words_how_many_pairs_are_held_and_lists_problems_in_file_order(client, lee, project):
+    project.identity_terms = ["ChatGPT"]
+    project.save()
+    lines = [
+        json.dumps({"input": "One?", "output_1": "I am chatgpt.", "output_2": "one"}),
+        "not json",
+        json.dumps({"input": "Three?", "output_1": "3"}),
+        json.dumps({"input": "Four?", "output_1": "4", "output_2": "four", "label": "maybe"}),
+        json.dumps({"input": "Five?", "output_1": "5", "output_2": "five", "deep": [[[[1]]]]}),
+    ]
+    upload = SimpleUploadedFile("pairs.jsonl", "\n".join(lines).encode())
+    client.force_login(lee)
+    response = client.post(import_url(project), {"file": upload, "kind": "pairs", "skip_invalid": "on"})
+    html = response.content.decode()
+    assert "1 pair is held back: an answer names a model" in html and "#flagged-samples" in html
+    assert "identity_flagged_samples" not in html and "comparisons_held_back" not in html
+    places = [e.line for e in response.context["report"].errors_in_file_order]
+    assert places == sorted(places) and places[0] == 2
